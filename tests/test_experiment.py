@@ -1,0 +1,97 @@
+"""Run folders, bad parameters, atomic writes, and the papermill notebook end to end on tiny data."""
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+
+from visprior.experiment import make_params, run_experiment, write_json
+from visprior.train import atomic_write
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(dataset='synthetic', imb=5, epochs=2, batch_size=32, lr=0.05, warmup_epochs=1, schedule='cosine')
+
+
+@pytest.mark.parametrize('bad,match', [
+    (dict(imb=0), 'imb=0'), (dict(imb=-3), 'imb=-3'), (dict(dataset='mnist'), "dataset='mnist'"),
+    (dict(method='magic'), "method='magic'"), (dict(epochs=-1), 'epochs=-1'), (dict(epochs=0), 'epochs=0'),
+    (dict(schedule='exp'), "schedule='exp'"), (dict(imb_type='linear'), "imb_type='linear'"),
+    (dict(batch_size=0), 'batch_size=0'), (dict(lr=0), 'lr=0'), (dict(imbalance=3), 'unknown parameter'),
+    (dict(device='tpu'), "device='tpu'"), (dict(seed=-1), 'seed=-1')])
+def test_bad_parameters_are_clear_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        make_params(**bad)
+
+
+def test_bad_parameters_do_no_work(tmp_path):
+    with pytest.raises(ValueError):
+        run_experiment({**TINY, 'imb': 0.5, 'out_dir': str(tmp_path)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
+    p = tmp_path/'metrics.json'
+    write_json(p, {'top1': 40.0})
+    def broken(f):
+        Path(f).write_text('{"top1": ')
+        raise RuntimeError('killed mid-write')
+    with pytest.raises(RuntimeError):
+        atomic_write(p, broken)
+    assert json.loads(p.read_text()) == {'top1': 40.0} and os.listdir(tmp_path) == ['metrics.json']
+
+
+def test_run_folder_and_skip(tmp_path):
+    m = run_experiment({**TINY, 'out_dir': str(tmp_path)}, progress=False)
+    run = tmp_path/'synthetic-lt5-ce-s0'
+    saved = json.loads((run/'metrics.json').read_text())
+    assert saved['top1'] == m['top1'] and saved['headline'] == 'last epoch'
+    assert saved['best_of_run']['top1'] >= saved['top1']
+    assert {'torch', 'numpy', 'python'} <= set(saved['env']) and 'commit' in saved['git'] and saved['wall_time_s'] > 0
+    assert len(saved['per_class']) == 10 and saved['seeds'] == {'seed': 0, 'subset_seed': 0}
+    hist = (run/'history.csv').read_text().splitlines()
+    assert len(hist) == 3 and hist[0].startswith('epoch,')
+    assert not (run/'ckpt.pt').exists() and (run/'model.pt').exists() and (run/'per_class_accuracy.png').exists()
+    mtime = (run/'metrics.json').stat().st_mtime_ns
+    run_experiment({**TINY, 'out_dir': str(tmp_path)}, progress=False)
+    assert (run/'metrics.json').stat().st_mtime_ns == mtime  # skipped, not redone
+    with pytest.raises(ValueError, match='other parameters'):
+        run_experiment({**TINY, 'lr': 0.2, 'out_dir': str(tmp_path)}, progress=False)
+    assert json.loads((run/'metrics.json').read_text()) == saved  # earlier result untouched
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+    a = run_experiment({**TINY, 'epochs': 3, 'out_dir': str(tmp_path/'a')}, progress=False)
+    part = run_experiment({**TINY, 'epochs': 3, 'out_dir': str(tmp_path/'b')}, progress=False, stop_after=1)
+    assert part['incomplete'] and (tmp_path/'b'/'synthetic-lt5-ce-s0'/'ckpt.pt').exists()
+    b = run_experiment({**TINY, 'epochs': 3, 'out_dir': str(tmp_path/'b')}, progress=False)
+    assert a['per_class'] == b['per_class'] and a['top1'] == b['top1']
+
+
+def _papermill(tmp_path, *params):
+    args = [sys.executable, '-m', 'papermill', str(ROOT/'nbs'/'run_cifar_lt.ipynb'), str(tmp_path/'out.ipynb')]
+    for k, v in params: args += ['-p', k, str(v)]
+    env = {k: v for k, v in os.environ.items() if k != 'IN_TEST'}
+    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+
+
+def test_papermill_end_to_end_on_tiny_data(tmp_path):
+    r = _papermill(tmp_path, ('dataset', 'synthetic'), ('imb', 5), ('epochs', 2), ('batch_size', 32),
+                   ('schedule', 'cosine'), ('out_dir', tmp_path/'runs'))
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path/'runs'/'synthetic-lt5-ce-s0'
+    m = json.loads((run/'metrics.json').read_text())
+    assert m['budget']['epochs'] == 2 and 0 <= m['top1'] <= 100
+    assert json.loads((run/'params.json').read_text())['imb'] == 5
+    assert (tmp_path/'out.ipynb').exists()
+
+
+def test_papermill_bad_parameter_stops_before_work(tmp_path):
+    r = _papermill(tmp_path, ('imb', 0.5), ('dataset', 'synthetic'), ('out_dir', tmp_path/'runs'))
+    assert r.returncode != 0 and 'imb=0.5 is invalid' in r.stderr + r.stdout
+    assert not (tmp_path/'runs').exists()
+    r = _papermill(tmp_path, ('dataset', 'synthetic'), ('epoch', 3), ('out_dir', tmp_path/'runs'))
+    assert r.returncode != 0 and "unknown parameter(s) ['epoch']" in r.stderr + r.stdout
+
+
+def test_notebook_keeps_parameters_tag():
+    nb = json.loads((ROOT/'nbs'/'run_cifar_lt.ipynb').read_text())
+    tagged = [c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
+    assert len(tagged) == 1
