@@ -290,7 +290,7 @@ def _mix(*xs):
 class DeviceLoader:
     "Batches `(idx, x, y)` from one uint8 tensor on `device`; batched pad-crop and flip when `train`."
     def __init__(self, x, y, batch_size=128, train=False, mean=None, std=None, device='cpu', seed=0,
-                 drop_last=False, pad=4, flip=True, channels_last=False):
+                 drop_last=False, pad=4, flip=True, channels_last=False, augment=None):
         if batch_size < 1: raise ValueError(f"batch_size={batch_size} must be >= 1")
         self.device = torch.device(device)
         x = torch.as_tensor(np.ascontiguousarray(x))
@@ -303,6 +303,7 @@ class DeviceLoader:
         self.shift = (-mean / std).view(1, 3, 1, 1).to(self.device)
         self.bs, self.train, self.seed, self.drop_last = batch_size, train, seed, drop_last
         self.pad, self.flip, self.channels_last, self.epoch = pad, flip, channels_last, 0
+        self.augment = augment  # optional `f(uint8 batch, generator) -> batch in [0, 255]`, replacing crop and flip
 
     def __len__(self):
         n = len(self.y)
@@ -324,7 +325,8 @@ class DeviceLoader:
         for i in range(len(self)):
             idx = order[i * self.bs:(i + 1) * self.bs]
             xb = self.x[idx]
-            if self.train:
+            if self.train and self.augment is not None: xb = self.augment(xb, g)
+            elif self.train:
                 xb = random_crop(xb, self.pad, g)
                 if self.flip: xb = random_flip(xb, 0.5, g)
             yield idx, self.normalize(xb), self.y[idx]

@@ -185,7 +185,7 @@ def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> 
     run_dir, done = _prepare_run_dir(p)
     if done is not None:
         print(f'{run_dir} is complete: loaded, not re-run'); return done
-    t0 = time.time()
+    t0, git = time.time(), git_info()  # the code as it was when the run started
     split = cifar_lt(p.dataset, p.imb, p.imb_type, p.subset_seed, p.data_dir)
     device = pick_device(p.device)
     torch.manual_seed(p.seed)
@@ -195,10 +195,10 @@ def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> 
     cfg = p.train_config()
     history, logits, y, summ = fit(model, method, tr, te, cfg, split.groups, run_dir/'ckpt.pt', stop_after, progress)
     if len(history) < cfg.epochs: return dict(incomplete=True, epochs_done=len(history), run_dir=str(run_dir))
-    return _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, time.time() - t0)
+    return _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, time.time() - t0, git)
 
 # %% ../nbs/06_experiment.ipynb #35d9557e
-def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, process_time):
+def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, process_time, git):
     from visprior.train import resolve_precision
     write_csv(run_dir/'history.csv', history)
     evald = [r for r in history if 'top1' in r]
@@ -223,7 +223,7 @@ def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device
         budget=dict(epochs=p.epochs, schedule=p.schedule, batch_size=p.batch_size, device=str(device),
                     bf16_autocast=amp, channels_last=cl),
         wall_time_s=sum(r['train_time'] + r.get('eval_time', 0) for r in history),
-        process_time_s=process_time, git=git_info(), env=env_info(device),
+        process_time_s=process_time, git=git, env=env_info(device),
         finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
     title = (f"{p.name}: top-1 {summ['top1']:.1f} (many {summ['many']:.1f} / medium {summ['medium']:.1f} / "
              f"few {summ['few']:.1f}), {p.epochs} ep")
