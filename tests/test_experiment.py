@@ -3,8 +3,8 @@ import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 
-from visprior.experiment import make_params, run_experiment, write_json
-from visprior.train import atomic_write
+from visprior.experiment import make_params, run_experiment
+from visprior.utils import atomic_write, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(dataset='synthetic', imb=5, epochs=2, batch_size=32, lr=0.05, warmup_epochs=1, schedule='cosine')

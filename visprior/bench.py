@@ -111,8 +111,8 @@ def to_markdown(r) -> str:
 # %% ../nbs/07_bench.ipynb #6bcd6af3
 def main(argv=None):
     "Command line: `python -m visprior.bench [--steps N] [--workers W] [--out results/benchmarks]`."
-    from visprior.experiment import project_root, write_json
-    from visprior.train import atomic_write, pick_device
+    from visprior.utils import atomic_write, project_root, write_json
+    from visprior.train import pick_device
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument('--steps', type=int, default=40); ap.add_argument('--workers', type=int, default=2)
     ap.add_argument('--device', default='auto'); ap.add_argument('--data_dir', default=None)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['CIFAR_SPECS', 'DATASETS', 'IMB_TYPES', 'MANY_THR', 'FEW_THR', 'default_cache', 'resolve_data_dir', 'CifarData',
            'read_cifar_npz', 'read_cifar_official', 'write_cifar100_official', 'DataNotFoundError', 'load_cifar',
-           'synthetic_cifar', 'lt_counts', 'lt_indices', 'shot_groups', 'LTSplit', 'lt_split', 'cifar_lt',
-           'random_crop', 'random_flip', 'DeviceLoader', 'make_loaders']
+           'synthetic_cifar', 'lt_counts', 'lt_indices', 'shot_groups', 'LTSplit', 'heldout_val_indices', 'lt_split',
+           'cifar_lt', 'random_crop', 'random_flip', 'DeviceLoader', 'make_loaders']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 CIFAR_SPECS = {
@@ -227,6 +227,9 @@ class LTSplit:
     coarse_test: np.ndarray | None = None
     coarse_classes: list | None = None
     groups: dict = field(default_factory=dict)
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    val_idx: np.ndarray | None = None
 
     @property
     def num_classes(self): return len(self.classes)
@@ -247,21 +250,33 @@ class LTSplit:
         return (f"LTSplit({self.name}, imb={self.imb}, {self.imb_type}, subset_seed={self.subset_seed}: "
                 f"{len(self.y_train)} train / {len(self.y_test)} test, {self.num_classes} classes, groups {g})")
 
-def lt_split(data: CifarData, imb=100, imb_type='exp', subset_seed=0, n_max=None) -> LTSplit:
-    "The CIFAR-LT subset of `data` with imbalance `imb`."
+def heldout_val_indices(y, keep_idx, per_class=20, seed=0) -> np.ndarray:
+    "Up to `per_class` images of each class from the training images that the subset `keep_idx` left out."
+    left = np.setdiff1d(np.arange(len(y)), keep_idx)
+    rng = np.random.default_rng([seed, 20])  # its own stream: the subset's draw is untouched
+    out = [rng.permutation(left[y[left] == c])[:per_class] for c in range(int(y.max()) + 1)]
+    return np.concatenate(out).astype(np.int64)
+
+def lt_split(data: CifarData, imb=100, imb_type='exp', subset_seed=0, n_max=None, val_per_class=0) -> LTSplit:
+    "The CIFAR-LT subset of `data` with imbalance `imb` (and, optionally, a held-out balanced validation split)."
     n_max = n_max or CIFAR_SPECS.get(data.name, {}).get('n_max') or int(np.bincount(data.y_train).min())
     counts = lt_counts(data.num_classes, n_max, imb, imb_type)
     idx = lt_indices(data.y_train, counts, subset_seed)
     ct = data.coarse_train[idx] if data.coarse_train is not None else None
-    return LTSplit(data.name, imb, imb_type, subset_seed, data.x_train[idx], data.y_train[idx], idx, data.x_test,
-                   data.y_test, data.classes, counts, ct, data.coarse_test, data.coarse_classes, shot_groups(counts))
+    s = LTSplit(data.name, imb, imb_type, subset_seed, data.x_train[idx], data.y_train[idx], idx, data.x_test,
+                data.y_test, data.classes, counts, ct, data.coarse_test, data.coarse_classes, shot_groups(counts))
+    if val_per_class:
+        s.val_idx = heldout_val_indices(data.y_train, idx, val_per_class, subset_seed)
+        s.x_val, s.y_val = data.x_train[s.val_idx], data.y_train[s.val_idx]
+    return s
 
-def cifar_lt(dataset='cifar100', imb=100, imb_type='exp', subset_seed=0, data_dir=None, download=True) -> LTSplit:
+def cifar_lt(dataset='cifar100', imb=100, imb_type='exp', subset_seed=0, data_dir=None, download=True,
+             val_per_class=0) -> LTSplit:
     "Load `dataset` and draw its long-tailed subset."
     lt_counts(2, 2, imb, imb_type)  # validate before touching the disk
-    return lt_split(load_cifar(dataset, data_dir, download), imb, imb_type, subset_seed)
+    return lt_split(load_cifar(dataset, data_dir, download), imb, imb_type, subset_seed, val_per_class=val_per_class)
 
-# %% ../nbs/00_data.ipynb #d3a399be
+# %% ../nbs/00_data.ipynb #5fa8876b
 def random_crop(x, pad=4, generator=None):
     "Zero-pad a batch of images by `pad` and cut an HxW window at a random offset per image."
     B, C, H, W = x.shape
@@ -280,7 +295,7 @@ def random_flip(x, p=0.5, generator=None):
     m = torch.rand(x.shape[0], generator=generator, device=x.device) < p
     return torch.where(m[:, None, None, None], x.flip(3), x)
 
-# %% ../nbs/00_data.ipynb #bda240f1
+# %% ../nbs/00_data.ipynb #1bc02591
 def _mix(*xs):
     "A 63-bit seed from a few integers (so that (seed, epoch) pairs never collide)."
     h = 0x9E3779B97F4A7C15
@@ -296,8 +311,8 @@ class DeviceLoader:
         x = torch.as_tensor(np.ascontiguousarray(x))
         self.x = x.permute(0, 3, 1, 2).contiguous().to(self.device)  # N, C, H, W uint8
         self.y = torch.as_tensor(np.asarray(y), dtype=torch.long).to(self.device)
-        mean = torch.as_tensor(np.zeros(3) if mean is None else mean, dtype=torch.float32)
-        std = torch.as_tensor(np.ones(3) if std is None else std, dtype=torch.float32)
+        self.mean, self.std = (np.zeros(3) if mean is None else mean), (np.ones(3) if std is None else std)
+        mean, std = torch.as_tensor(self.mean, dtype=torch.float32), torch.as_tensor(self.std, dtype=torch.float32)
         # (x/255 - mean)/std folded into one multiply-add
         self.scale = (1 / (255 * std)).view(1, 3, 1, 1).to(self.device)
         self.shift = (-mean / std).view(1, 3, 1, 1).to(self.device)

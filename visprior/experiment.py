@@ -4,22 +4,27 @@
 
 # %% ../nbs/06_experiment.ipynb #9525a3b1
 from __future__ import annotations
-import json, os, platform, subprocess, sys, time
+import json, os, sys, time
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import DATASETS, IMB_TYPES, cifar_lt, make_loaders
+from .data import DATASETS, IMB_TYPES, DeviceLoader, cifar_lt, make_loaders
 from .models import MODELS, create_model
-from .train import METHODS, TrainConfig, atomic_write, create_method, fit, pick_device
+from .train import METHODS, TrainConfig, create_method, fit, pick_device
+from .la import la_embedding
+from .prior import la_config, load_la_backbone  # also registers the prior methods
+from .utils import atomic_write, env_info, git_info, project_root, resolve_out_dir, write_csv, write_json
 
 # %% auto #0
-__all__ = ['GROUP_COLOURS', 'RunParams', 'make_params', 'params_from_namespace', 'project_root', 'git_info', 'env_info',
-           'write_json', 'write_csv', 'plot_per_class', 'save_figure', 'resolve_out_dir', 'run_experiment']
+__all__ = ['INITS', 'GROUP_COLOURS', 'RunParams', 'make_params', 'params_from_namespace', 'plot_per_class', 'save_figure',
+           'run_experiment']
 
 # %% ../nbs/06_experiment.ipynb #00b77961
+INITS = ('scratch', 'ssl')
+
 @dataclass
 class RunParams:
     "Every parameter of one CIFAR-LT run (defaults: the paper's)."
@@ -38,6 +43,17 @@ class RunParams:
     warmup_epochs: int = 5         # linear warm-up epochs
     eval_every: int = 1            # test-set evaluation period (epochs)
     seed: int = 0                  # model init, shuffling, augmentation
+    val_per_class: int = 20        # held-out balanced validation images per class (from images the subset left out)
+    init: str = 'scratch'          # 'scratch', or 'ssl': start from the LA backbone (any method)
+    alpha: float = 0.1             # prior: label mass moved to the look-alike classes
+    T: float = 0.1                 # prior: temperature of softmax(S / T)
+    alpha_power: float = 0.0       # prior: alpha_c = alpha * (n_c / n_max) ** alpha_power (0 = the same for all)
+    knn_k: int = 10                # prior_instance: nearest neighbours per image
+    la_epochs: int = 200           # LA epochs (IR warm start included)
+    la_k: int = 1024               # LA background neighbours
+    la_clusters: int = 200         # LA k-means clusters per clustering
+    la_kmeans: int = 3             # LA clusterings H
+    la_root: str = 'results/la'    # LA embedding cache (relative = to the project root)
     device: str = 'auto'           # 'auto', 'cpu', 'cuda' or 'cuda:N'
     data_dir: str | None = None    # data folder; None = $VISPRIOR_DATA, else ~/.cache/visprior
     out_dir: str = 'results/runs'  # where run folders go (relative = to the project root)
@@ -57,6 +73,14 @@ class RunParams:
              'the imbalance ratio must be a number >= 1 (1 = balanced)')
         need(self.imb_type in IMB_TYPES, 'imb_type', f'valid: {IMB_TYPES}')
         need(isint(self.subset_seed) and self.subset_seed >= 0, 'subset_seed', 'must be an integer >= 0')
+        need(isint(self.val_per_class) and self.val_per_class >= 0, 'val_per_class', 'must be an integer >= 0')
+        need(self.init in INITS, 'init', f'valid: {INITS}')
+        isnum = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+        need(isnum(self.alpha) and 0 <= self.alpha <= 1, 'alpha', 'must be in [0, 1]')
+        need(isnum(self.T) and self.T > 0, 'T', 'must be > 0')
+        need(isnum(self.alpha_power) and self.alpha_power >= 0, 'alpha_power', 'must be >= 0')
+        for name, lo in (('knn_k', 1), ('la_epochs', 1), ('la_k', 1), ('la_clusters', 2), ('la_kmeans', 1)):
+            need(isint(getattr(self, name)) and getattr(self, name) >= lo, name, f'must be an integer >= {lo}')
         need(self.method in METHODS, 'method', f'valid: {tuple(METHODS)}')
         need(self.model in MODELS, 'model', f'valid: {tuple(MODELS)}')
         need(isinstance(self.device, str) and (self.device in ('auto', 'cpu') or self.device.startswith('cuda')),
@@ -70,7 +94,14 @@ class RunParams:
     def name(self) -> str:
         "The run folder's name."
         extra = ('' if self.imb_type == 'exp' else f'-{self.imb_type}') + (f'-ss{self.subset_seed}' if self.subset_seed else '')
-        return f"{self.dataset}-lt{self.imb:g}{extra}-{self.method}-s{self.seed}"
+        init = '-ssl' if self.init == 'ssl' else ''
+        return f"{self.dataset}-lt{self.imb:g}{extra}-{self.method}{init}-s{self.seed}"
+
+    def method_hparams(self) -> dict:
+        "What the method's constructor receives."
+        return dict(alpha=self.alpha, T=self.T, alpha_power=self.alpha_power, knn_k=self.knn_k,
+                    la_epochs=self.la_epochs, la_k=self.la_k, la_clusters=self.la_clusters, la_kmeans=self.la_kmeans,
+                    la_root=self.la_root, device=self.device)
 
 def make_params(**kwargs) -> RunParams:
     "Validated `RunParams`; an unknown name is an error that lists the known ones."
@@ -87,56 +118,6 @@ def params_from_namespace(ns: dict, before: set) -> RunParams:
     return make_params(**{k: ns[k] for k in new | (known & set(ns))})
 
 # %% ../nbs/06_experiment.ipynb #7528ba8e
-def project_root(start=None) -> Path:
-    "The visprior checkout above `start` (default: cwd), else the one holding this package, else cwd."
-    import visprior
-    for base in [Path(start or os.getcwd()).resolve(), Path(visprior.__file__).resolve().parent.parent]:
-        for d in (base, *base.parents):
-            ini = d/'settings.ini'
-            if ini.is_file() and 'repo = visprior' in ini.read_text():
-                return d
-    return Path(os.getcwd())
-
-def git_info(root=None) -> dict:
-    "Commit hash and dirty flag of the checkout (None outside git)."
-    root = root or project_root()
-    try:
-        run = lambda *a: subprocess.run(['git', *a], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
-        commit = run('rev-parse', 'HEAD') or None
-        dirty = bool(run('status', '--porcelain', '--untracked-files=no', '--', '.', ':!results'))
-        return dict(commit=commit, dirty=dirty)
-    except Exception: return dict(commit=None, dirty=None)
-
-def env_info(device=None) -> dict:
-    "Library versions and hardware."
-    import torchvision, visprior
-    d = dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
-             numpy=np.__version__, visprior=visprior.__version__, platform=platform.platform(),
-             cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads())
-    if device is not None and torch.device(device).type == 'cuda': d['gpu'] = torch.cuda.get_device_name(device)
-    return d
-
-# %% ../nbs/06_experiment.ipynb #8783b41b
-def _clean(o):
-    "JSON-safe copy: numpy to Python, nan to None."
-    if isinstance(o, dict): return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_clean(v) for v in o]
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (float, np.floating)): return None if not np.isfinite(o) else float(o)
-    if isinstance(o, np.ndarray): return _clean(o.tolist())
-    if isinstance(o, Path): return str(o)
-    return o
-
-def write_json(path, obj):
-    "Atomically write `obj` as indented JSON."
-    return atomic_write(path, lambda p: Path(p).write_text(json.dumps(_clean(obj), indent=2) + '\n'))
-
-def write_csv(path, rows):
-    "Atomically write a list of dicts as CSV."
-    import pandas as pd
-    return atomic_write(path, lambda p: pd.DataFrame(rows).to_csv(p, index=False))
-
-# %% ../nbs/06_experiment.ipynb #a7073adf
 GROUP_COLOURS = {'many': '#1f77b4', 'medium': '#ff7f0e', 'few': '#d62728'}
 
 def plot_per_class(per_class, counts, groups, title='', ax=None):
@@ -159,18 +140,15 @@ def save_figure(fig, path):
     atomic_write(path, lambda p: fig.savefig(p, format='png', bbox_inches='tight'))
     plt.close(fig)
 
-# %% ../nbs/06_experiment.ipynb #974396b1
-def resolve_out_dir(out_dir) -> Path:
-    "Relative output folders are taken from the project root, so notebooks and shells agree."
-    p = Path(out_dir).expanduser()
-    return p if p.is_absolute() else project_root()/p
-
+# %% ../nbs/06_experiment.ipynb #8783b41b
 def _prepare_run_dir(p: RunParams) -> tuple[Path, dict | None]:
     run_dir = resolve_out_dir(p.out_dir)/p.name
     saved = run_dir/'params.json'
     mine = {k: v for k, v in asdict(p).items() if k not in ('data_dir', 'out_dir', 'device')}
     if saved.exists():
-        theirs = {k: v for k, v in json.loads(saved.read_text()).items() if k not in ('data_dir', 'out_dir', 'device')}
+        # a parameter added after the run was saved is compared at its default, which reproduces the old behaviour
+        theirs = {**asdict(RunParams()), **json.loads(saved.read_text())}
+        theirs = {k: v for k, v in theirs.items() if k not in ('data_dir', 'out_dir', 'device')}
         if theirs != mine:
             diff = {k: (theirs.get(k), mine.get(k)) for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k)}
             raise ValueError(f"{run_dir} already holds a run with other parameters {diff} (saved, asked); "
@@ -186,18 +164,26 @@ def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> 
     if done is not None:
         print(f'{run_dir} is complete: loaded, not re-run'); return done
     t0, git = time.time(), git_info()  # the code as it was when the run started
-    split = cifar_lt(p.dataset, p.imb, p.imb_type, p.subset_seed, p.data_dir)
+    split = cifar_lt(p.dataset, p.imb, p.imb_type, p.subset_seed, p.data_dir, val_per_class=p.val_per_class)
     device = pick_device(p.device)
     torch.manual_seed(p.seed)
-    method = create_method(p.method, split)
-    model = create_model(p.model, split.num_classes, **method.model_kwargs).to(device)
+    method = create_method(p.method, split, progress=progress, **p.method_hparams())
+    model = create_model(p.model, split.num_classes, **method.model_kwargs)
+    if p.init == 'ssl':
+        cfg_la = la_config(p.la_epochs, p.la_k, p.la_clusters, p.la_kmeans, model=p.model)
+        load_la_backbone(model, la_embedding(split, cfg_la, p.la_root, device, progress))
+    model = model.to(device)
     tr, te = make_loaders(split, p.batch_size, device, p.seed)
+    va = None
+    if split.y_val is not None and len(split.y_val):
+        va = DeviceLoader(split.x_val, split.y_val, 512, mean=te.mean, std=te.std, device=device)
     cfg = p.train_config()
-    history, logits, y, summ = fit(model, method, tr, te, cfg, split.groups, run_dir/'ckpt.pt', stop_after, progress)
+    history, logits, y, summ = fit(model, method, tr, te, cfg, split.groups, run_dir/'ckpt.pt', stop_after, progress,
+                                   val_dl=va)
     if len(history) < cfg.epochs: return dict(incomplete=True, epochs_done=len(history), run_dir=str(run_dir))
     return _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, time.time() - t0, git)
 
-# %% ../nbs/06_experiment.ipynb #35d9557e
+# %% ../nbs/06_experiment.ipynb #c1fe2a9f
 def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, process_time, git):
     from visprior.train import resolve_precision
     write_csv(run_dir/'history.csv', history)
@@ -228,6 +214,8 @@ def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device
     title = (f"{p.name}: top-1 {summ['top1']:.1f} (many {summ['many']:.1f} / medium {summ['medium']:.1f} / "
              f"few {summ['few']:.1f}), {p.epochs} ep")
     save_figure(plot_per_class(summ['per_class'], split.counts, split.groups, title), run_dir/'per_class_accuracy.png')
+    metrics.update(method.extra_metrics())
+    method.save_artifacts(run_dir, probs)
     write_json(run_dir/'metrics.json', metrics)  # last: marks the run complete
     (run_dir/'ckpt.pt').unlink(missing_ok=True)  # only needed to resume; model.pt keeps the weights
     return metrics

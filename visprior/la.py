@@ -17,12 +17,13 @@ from tqdm.auto import tqdm
 
 from .data import DeviceLoader, LTSplit, _mix
 from .models import create_model
-from .train import TrainConfig, atomic_write, bf16_supported, lr_factor
+from .train import TrainConfig, bf16_supported, lr_factor, pick_device
+from .utils import atomic_write, env_info, git_info, resolve_out_dir, write_csv, write_json
 
 # %% auto #0
 __all__ = ['MemoryBank', 'ir_loss', 'knn', 'kmeans_labels', 'close_mask', 'la_loss', 'SSLAugment', 'knn_predict',
            'class_similarity', 'superclass_agreement', 'LAConfig', 'LATrainer', 'la_train_epoch', 'embed_images',
-           'la_monitor', 'save_la_checkpoint', 'load_la_checkpoint', 'fit_la']
+           'la_monitor', 'save_la_checkpoint', 'load_la_checkpoint', 'fit_la', 'la_dir', 'la_embedding']
 
 # %% ../nbs/02_la.ipynb #224ccca0
 class MemoryBank(nn.Module):
@@ -76,7 +77,7 @@ def close_mask(labels, idx, back_idx):
 
 def la_loss(v, bank, idx, labels, back_idx, t=0.07):
     "-log P(C ∩ B | v) / P(B | v), averaged over the batch."
-    d = torch.einsum('bd,bkd->bk', v.to(bank.dtype), bank[back_idx]) / t
+    d = (v.to(bank.dtype) @ bank.T).gather(1, back_idx) / t  # one product, then pick B (cheaper than gathering rows)
     close = close_mask(labels, idx, back_idx)
     log_ratio = torch.logsumexp(d.masked_fill(~close, float('-inf')), 1) - torch.logsumexp(d, 1)
     return -torch.log(torch.exp(log_ratio) + 1e-7).mean()
@@ -276,3 +277,39 @@ def fit_la(split: LTSplit, cfg: LAConfig, device='cpu', ckpt_path=None, stop_aft
         bar.set_postfix({k: round(row[k], 2) for k in ('loss', 'knn_top1', 'superclass_agreement') if k in row})
         if stop_after is not None and epoch + 1 >= stop_after: break
     return tr
+
+# %% ../nbs/02_la.ipynb #d9b6ea4c
+def la_dir(split: LTSplit, cfg: LAConfig, root='results/la') -> Path:
+    "The cache folder of an LA run."
+    tag = '' if split.imb_type == 'exp' else f'-{split.imb_type}'
+    return resolve_out_dir(root)/f"{split.name}-lt{split.imb:g}{tag}-ss{split.subset_seed}-la{cfg.key()}"
+
+def _load_la(d: Path) -> dict:
+    return dict(emb=torch.from_numpy(np.load(d/'embedding.npy')), dir=d, model=d/'model.pt',
+                metrics=json.loads((d/'metrics.json').read_text()))
+
+def la_embedding(split: LTSplit, cfg: LAConfig, root='results/la', device='auto', progress=True,
+                 stop_after=None) -> dict | None:
+    "The cached LA embedding of `split`'s training images, training LA first if needed (None if stopped early)."
+    d = la_dir(split, cfg, root)
+    if (d/'embedding.npy').exists(): return _load_la(d)
+    git, t0 = git_info(), time.time()
+    write_json(d/'la_config.json', dict(asdict(cfg), dataset=split.name, imb=split.imb, imb_type=split.imb_type,
+                                        subset_seed=split.subset_seed, n_train=len(split.y_train)))
+    tr = fit_la(split, cfg, pick_device(device), d/'ckpt.pt', stop_after, progress)
+    if len(tr.history) < cfg.epochs: return None
+    emb = embed_images(tr.model, tr.plain, tr.amp).cpu()
+    write_csv(d/'history.csv', tr.history)
+    atomic_write(d/'model.pt', lambda f: torch.save({k: v.cpu() for k, v in tr.model.state_dict().items()}, f))
+    last = [r for r in tr.history if 'knn_top1' in r][-1]
+    epoch_s = [r['epoch_time'] for r in tr.history]
+    write_json(d/'metrics.json', dict(
+        final={k: last[k] for k in ('knn_top1', 'knn_balanced', 'superclass_agreement') if k in last},
+        epochs=cfg.epochs, la_epoch_time_s=dict(mean=float(np.mean(epoch_s)), total=float(np.sum(epoch_s))),
+        monitor_time_s=float(sum(r.get('monitor_time', 0) for r in tr.history)), process_time_s=time.time() - t0,
+        device=str(tr.device), git=git, env=env_info(tr.device)))
+    def save_emb(f):
+        with open(f, 'wb') as fh: np.save(fh, emb.numpy().astype(np.float32))
+    atomic_write(d/'embedding.npy', save_emb)  # last: marks the run complete
+    (d/'ckpt.pt').unlink(missing_ok=True)
+    return _load_la(d)

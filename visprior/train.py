@@ -15,11 +15,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .metrics import evaluate, summarize
+from .utils import atomic_write
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'METHODS', 'TrainConfig', 'lr_factor', 'Method', 'register_method', 'create_method', 'CE', 'pick_device',
-           'bf16_supported', 'resolve_precision', 'atomic_write', 'save_checkpoint', 'load_checkpoint',
-           'make_optimizer', 'train_epoch', 'fit']
+           'bf16_supported', 'resolve_precision', 'save_checkpoint', 'load_checkpoint', 'make_optimizer', 'train_epoch',
+           'val_scores', 'fit']
 
 # %% ../nbs/05_train.ipynb #e7d35e36
 SCHEDULES = ('step', 'cosine')
@@ -73,6 +74,8 @@ class Method:
     def on_epoch_start(self, epoch, cfg): pass
     def loss(self, logits, y, idx=None, x=None): raise NotImplementedError
     def test_logits(self, logits): return logits
+    def extra_metrics(self) -> dict: return {}
+    def save_artifacts(self, run_dir, probs=None): pass
 
 METHODS: dict = {}
 
@@ -109,16 +112,6 @@ def resolve_precision(cfg: TrainConfig, device) -> tuple[bool, bool]:
     return amp, True if cfg.channels_last is None else bool(cfg.channels_last)
 
 # %% ../nbs/05_train.ipynb #e9df9e9a
-def atomic_write(path, write):
-    "Call `write(tmp_path)` and rename the result to `path`, so `path` is never half-written."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        write(tmp); os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return path
-
 def save_checkpoint(path, model, opt, epoch, history, cfg):
     "Atomically save everything needed to resume after `epoch`."
     state = dict(model=model.state_dict(), opt=opt.state_dict(), epoch=epoch, history=history, cfg=asdict(cfg))
@@ -157,14 +150,22 @@ def train_epoch(model, method, dl, opt, cfg, epoch, amp):
         tot_loss += loss.detach() * len(y); tot_hit += (logits.argmax(1) == y).sum(); n += len(y)
     return float(tot_loss) / n, 100 * float(tot_hit) / n
 
+def val_scores(model, method, val_dl, amp) -> dict:
+    "Top-1 and class-balanced accuracy (mean over the classes present) on a validation loader."
+    logits, y = evaluate(model, val_dl, amp)
+    pred = method.test_logits(logits).argmax(1)
+    acc_c = [float((pred[y == c] == c).float().mean()) for c in y.unique().tolist()]
+    return dict(val_top1=100 * float((pred == y).float().mean()), val_balanced=100 * float(np.mean(acc_c)))
+
 def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_path=None, stop_after=None,
-        progress=True):
+        progress=True, val_dl=None):
     "Train with `method`; returns (history, final logits, final labels, final summary)."
     cfg.validate()
     dev = next(model.parameters()).device
     amp, cl = resolve_precision(cfg, dev)
     if cl: model.to(memory_format=torch.channels_last)
-    train_dl.channels_last = test_dl.channels_last = cl
+    for dl in (train_dl, test_dl, val_dl):
+        if dl is not None: dl.channels_last = cl
     groups = groups if groups is not None else {}
     opt = make_optimizer(model, cfg)
     method.setup(model)
@@ -185,6 +186,7 @@ def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_pa
             logits, y = evaluate(model, test_dl, amp)
             summ = summarize(method.test_logits(logits), y, groups)
             row.update({k: v for k, v in summ.items() if k != 'per_class'}, eval_time=time.perf_counter() - t1)
+            if val_dl is not None and len(val_dl.y): row.update(val_scores(model, method, val_dl, amp))
         history.append(row)
         if ckpt_path: save_checkpoint(ckpt_path, model, opt, epoch, history, cfg)
         bar.set_postfix({k: round(row[k], 2) for k in ('train_loss', 'top1') if k in row})
