@@ -151,14 +151,15 @@ def plot_soft_predictions(x, y, probs, Q, classes, n=8, seed=0):
 
 # %% ../nbs/03_prior.ipynb #45f16256
 @torch.no_grad()
-def la_knn_summary(split: LTSplit, la: dict, device='cpu', k=200, t=0.07) -> dict:
-    "Top-1, many/medium/few, per-class accuracy and ECE of weighted kNN on the LA embedding."
+def la_knn_summary(split: LTSplit, la: dict, device='cpu', k=200, t=0.07, x=None, y=None) -> dict:
+    "Top-1, many/medium/few, per-class accuracy and ECE of weighted kNN on the LA embedding (default: test set)."
+    x, y = (split.x_test, split.y_test) if x is None else (x, y)
     cfg = LAConfig(**{f: v for f, v in __import__('json').loads((Path(la['dir'])/'la_config.json').read_text()).items()
                       if f in LAConfig.__dataclass_fields__})
     model = create_model(cfg.model, 0, proj_dim=cfg.proj_dim)
     model.load_state_dict(torch.load(la['model'], map_location='cpu', weights_only=True))
     model.to(device)
     mean, std = split.stats()
-    q = embed_images(model, DeviceLoader(split.x_test, split.y_test, 512, mean=mean, std=std, device=device))
+    q = embed_images(model, DeviceLoader(x, y, 512, mean=mean, std=std, device=device))
     scores = knn_predict(q, la['emb'].to(device), torch.as_tensor(split.y_train, device=device), split.num_classes, k, t)
-    return summarize(torch.log(scores / scores.sum(1, keepdim=True) + 1e-12).float().cpu(), split.y_test, split.groups)
+    return summarize(torch.log(scores / scores.sum(1, keepdim=True) + 1e-12).float().cpu(), y, split.groups)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['atomic_write', 'write_json', 'write_csv', 'project_root', 'git_info', 'env_info', 'resolve_out_dir']
+__all__ = ['atomic_write', 'write_json', 'write_csv', 'project_root', 'git_info', 'env_info', 'markdown_table', 'resolve_out_dir']
 
 # %% ../nbs/00a_utils.ipynb #98454251
 def atomic_write(path, write):
@@ -74,7 +74,16 @@ def env_info(device=None) -> dict:
     if device is not None and torch.device(device).type == 'cuda': d['gpu'] = torch.cuda.get_device_name(device)
     return d
 
-# %% ../nbs/00a_utils.ipynb #ac8bc0b1
+# %% ../nbs/00a_utils.ipynb #4eee1b60
+def markdown_table(rows, digits=2) -> str:
+    "A markdown table from a list of dicts (or a DataFrame), floats rounded to `digits`."
+    if hasattr(rows, 'to_dict'): rows = rows.to_dict('records')
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    fmt = lambda v: '' if v is None or (isinstance(v, float) and v != v) else f'{v:.{digits}f}' if isinstance(v, float) else str(v)
+    lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
+    return '\n'.join(lines + ['| ' + ' | '.join(fmt(r.get(c)) for c in cols) + ' |' for r in rows]) + '\n'
+
+# %% ../nbs/00a_utils.ipynb #63925f8f
 def resolve_out_dir(out_dir) -> Path:
     "Relative output folders are taken from the project root, so notebooks and shells agree."
     p = Path(out_dir).expanduser()
