@@ -16,7 +16,7 @@ from .models import create_model
 from .train import bf16_supported, TrainConfig, make_optimizer
 
 # %% auto #0
-__all__ = ['PILDataset', 'conventional_loader', 'time_steps', 'benchmark', 'to_markdown', 'main']
+__all__ = ['PILDataset', 'conventional_loader', 'time_steps', 'benchmark', 'la_benchmark', 'to_markdown', 'main']
 
 # %% ../nbs/07_bench.ipynb #ef12fda7
 class PILDataset(torch.utils.data.Dataset):
@@ -93,6 +93,17 @@ def benchmark(split, steps=30, workers=2, device='cpu', batch_size=128, seed=0) 
                 torch=torch.__version__, cpu_count=os.cpu_count(), threads=torch.get_num_threads(),
                 dataset=f'{split.name}-lt{split.imb:g} ({len(split.y_train)} images)')
 
+def la_benchmark(split, la_cfg=None, device='cpu') -> dict:
+    "Images/s of one Local Aggregation epoch (SSL augmentation, embedding, faiss neighbours, loss, bank update)."
+    from visprior.la import LAConfig, LATrainer, la_train_epoch
+    cfg = la_cfg or LAConfig()
+    tr = LATrainer(split, cfg, device)
+    la_train_epoch(tr, 0)                         # warm-up (an IR epoch)
+    row = la_train_epoch(tr, cfg.ir_epochs)       # an LA epoch: re-clusters, then steps
+    n = len(split.y_train)
+    return dict(la_images_per_s=n / (row['epoch_time'] - row['cluster_time']), la_cluster_s=row['cluster_time'],
+                la_epoch_s=row['epoch_time'], k=cfg.k, n_clusters=cfg.n_clusters, n_kmeans=cfg.n_kmeans)
+
 def to_markdown(r) -> str:
     "A small report of a `benchmark` result."
     lines = [f"# Training throughput ({r['dataset']}, ResNet-32, batch {r['batch_size']}, {r['device']}, "
@@ -106,6 +117,14 @@ def to_markdown(r) -> str:
               "bottleneck, not measured here)",
               f"- {r['steps']} timed steps after 5 warm-up steps; conventional DataLoader with {r['workers']} workers.",
               '- Regenerate: `python -m visprior.bench` (run it on an otherwise idle machine).', '']
+    if 'la' in r:
+        la, ce = r['la'], r['images_per_s'][list(r['images_per_s'])[3]]
+        lines += ['## Local Aggregation step', '',
+                  f"- One LA epoch (k={la['k']}, {la['n_clusters']} clusters x H={la['n_kmeans']}): "
+                  f"{la['la_epoch_s']:.1f} s, of which {la['la_cluster_s']:.2f} s re-clustering with faiss.",
+                  f"- LA step: **{la['la_images_per_s']:,.0f} images/s** (SSL augmentation with kornia, embedding, faiss "
+                  f"neighbours, LA loss, bank update) against {ce:,.0f} for the CE step: "
+                  f"**{la['la_images_per_s'] / ce:.2f}x** the CE step's throughput.", '']
     return '\n'.join(lines)
 
 # %% ../nbs/07_bench.ipynb #6bcd6af3
@@ -121,6 +140,7 @@ def main(argv=None):
     try: split = cifar_lt('cifar100', 100, data_dir=a.data_dir, download=False)
     except DataNotFoundError as e: raise SystemExit(str(e))
     r = benchmark(split, a.steps, a.workers, str(pick_device(a.device)))
+    r['la'] = la_benchmark(split, device=str(pick_device(a.device)))
     md = to_markdown(r); print(md)
     out = Path(a.out)
     write_json(out/'train_throughput.json', r)
