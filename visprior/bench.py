@@ -4,10 +4,9 @@
 
 # %% ../nbs/07_bench.ipynb #6ae6b970
 from __future__ import annotations
-import argparse, json, os, time
+import argparse, os, time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_experiment.ipynb #9525a3b1
 from __future__ import annotations
-import json, os, sys, time
+import json, os, time
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from .models import MODELS, create_model
 from .train import METHODS, TrainConfig, create_method, fit, pick_device
 from .la import la_embedding
 from .prior import la_config, load_la_backbone  # also registers the prior methods
-from .utils import atomic_write, env_info, git_info, project_root, resolve_out_dir, write_csv, write_json
+from .utils import atomic_write, env_info, git_info, resolve_out_dir, write_csv, write_json
 
 # %% auto #0
 __all__ = ['INITS', 'GROUP_COLOURS', 'RunParams', 'make_params', 'params_from_namespace', 'plot_per_class', 'save_figure',
@@ -122,7 +122,7 @@ GROUP_COLOURS = {'many': '#1f77b4', 'medium': '#ff7f0e', 'few': '#d62728'}
 
 def plot_per_class(per_class, counts, groups, title='', ax=None):
     "Scatter per-class test accuracy against training count."
-    import matplotlib; import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
     fig = None
     if ax is None: fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
     per_class, counts = np.asarray(per_class, float), np.asarray(counts)

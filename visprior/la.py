@@ -5,7 +5,7 @@
 # %% ../nbs/02_la.ipynb #694fe2ce
 from __future__ import annotations
 import hashlib, json, math, time
-from dataclasses import dataclass, asdict, fields
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import faiss

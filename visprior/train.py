@@ -4,13 +4,12 @@
 
 # %% ../nbs/05_train.ipynb #88316d9a
 from __future__ import annotations
-import json, math, os, time
-from dataclasses import dataclass, asdict, field
+import math, time
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
