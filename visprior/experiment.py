@@ -13,7 +13,7 @@ import torch
 
 from .data import DATASETS, IMB_TYPES, DeviceLoader, cifar_lt, make_loaders
 from .models import MODELS, create_model
-from .train import METHODS, TrainConfig, create_method, fit, pick_device
+from .train import METHODS, TrainConfig, create_method, fit, pick_device, resolve_precision
 from .la import la_embedding
 from .prior import la_config, load_la_backbone  # also registers the prior methods
 from .utils import atomic_write, env_info, git_info, resolve_out_dir, write_csv, write_json
@@ -185,7 +185,6 @@ def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> 
 
 # %% ../nbs/06_experiment.ipynb #c1fe2a9f
 def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, process_time, git):
-    from visprior.train import resolve_precision
     write_csv(run_dir/'history.csv', history)
     evald = [r for r in history if 'top1' in r]
     best = max(evald, key=lambda r: r['top1'])

@@ -180,6 +180,8 @@ class LATrainer:
                                    augment=SSLAugment())
         self.plain = DeviceLoader(split.x_train, np.zeros(len(split.y_train), np.int64), 512, mean=mean, std=std,
                                   device=self.device, channels_last=True)
+        self.test = DeviceLoader(split.x_test, split.y_test, 512, mean=mean, std=std, device=self.device,
+                                 channels_last=True)  # monitor only: labels score the embedding, never train it
         self.backend = 'torch' if self.device.type == 'cuda' else 'faiss'
         self.labels, self.epoch, self.history = None, 0, []
 
@@ -231,9 +233,7 @@ def embed_images(model, loader, amp=False):
 def la_monitor(tr: LATrainer) -> dict:
     "kNN accuracy (overall and class-balanced) and superclass agreement of the current embedding."
     s = tr.split
-    mean, std = s.stats()
-    test = DeviceLoader(s.x_test, s.y_test, 512, mean=mean, std=std, device=tr.device, channels_last=True)
-    q = embed_images(tr.model, test, tr.amp)
+    q = embed_images(tr.model, tr.test, tr.amp)
     y_train = torch.as_tensor(s.y_train, device=tr.device)
     pred = knn_predict(q, tr.bank.bank, y_train, s.num_classes, 200, tr.cfg.t, tr.backend).argmax(1).cpu().numpy()
     hit = pred == s.y_test

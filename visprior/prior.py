@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_prior.ipynb #d7c4cc34
 from __future__ import annotations
-import math
+import json, math
 from pathlib import Path
 
 import numpy as np
@@ -154,8 +154,8 @@ def plot_soft_predictions(x, y, probs, Q, classes, n=8, seed=0):
 def la_knn_summary(split: LTSplit, la: dict, device='cpu', k=200, t=0.07, x=None, y=None) -> dict:
     "Top-1, many/medium/few, per-class accuracy and ECE of weighted kNN on the LA embedding (default: test set)."
     x, y = (split.x_test, split.y_test) if x is None else (x, y)
-    cfg = LAConfig(**{f: v for f, v in __import__('json').loads((Path(la['dir'])/'la_config.json').read_text()).items()
-                      if f in LAConfig.__dataclass_fields__})
+    saved = json.loads((Path(la['dir'])/'la_config.json').read_text())
+    cfg = LAConfig(**{f: v for f, v in saved.items() if f in LAConfig.__dataclass_fields__})
     model = create_model(cfg.model, 0, proj_dim=cfg.proj_dim)
     model.load_state_dict(torch.load(la['model'], map_location='cpu', weights_only=True))
     model.to(device)
