@@ -305,7 +305,7 @@ def _mix(*xs):
 class DeviceLoader:
     "Batches `(idx, x, y)` from one uint8 tensor on `device`; batched pad-crop and flip when `train`."
     def __init__(self, x, y, batch_size=128, train=False, mean=None, std=None, device='cpu', seed=0,
-                 drop_last=False, pad=4, flip=True, channels_last=False, augment=None):
+                 drop_last=False, pad=4, flip=True, channels_last=False, augment=None, weights=None):
         if batch_size < 1: raise ValueError(f"batch_size={batch_size} must be >= 1")
         self.device = torch.device(device)
         x = torch.as_tensor(np.ascontiguousarray(x))
@@ -319,6 +319,7 @@ class DeviceLoader:
         self.bs, self.train, self.seed, self.drop_last = batch_size, train, seed, drop_last
         self.pad, self.flip, self.channels_last, self.epoch = pad, flip, channels_last, 0
         self.augment = augment  # optional `f(uint8 batch, generator) -> batch in [0, 255]`, replacing crop and flip
+        self.weights = weights  # optional per-image sampling weights: an epoch then draws len(y) images with replacement
 
     def __len__(self):
         n = len(self.y)
@@ -336,7 +337,11 @@ class DeviceLoader:
     def __iter__(self):
         n = len(self.y)
         g = torch.Generator(device=self.device).manual_seed(_mix(self.seed, self.epoch))
-        order = torch.randperm(n, generator=g, device=self.device) if self.train else torch.arange(n, device=self.device)
+        if self.train and self.weights is not None:
+            w = torch.as_tensor(self.weights, dtype=torch.float, device=self.device)
+            order = torch.multinomial(w, n, replacement=True, generator=g)
+        elif self.train: order = torch.randperm(n, generator=g, device=self.device)
+        else: order = torch.arange(n, device=self.device)
         for i in range(len(self)):
             idx = order[i * self.bs:(i + 1) * self.bs]
             xb = self.x[idx]
@@ -346,9 +351,10 @@ class DeviceLoader:
                 if self.flip: xb = random_flip(xb, 0.5, g)
             yield idx, self.normalize(xb), self.y[idx]
 
-def make_loaders(split: LTSplit, batch_size=128, device='cpu', seed=0, channels_last=False, eval_batch_size=512):
+def make_loaders(split: LTSplit, batch_size=128, device='cpu', seed=0, channels_last=False, eval_batch_size=512,
+                 weights=None):
     "Train and test `DeviceLoader`s for a split, normalised with the training subset's statistics."
     mean, std = split.stats()
     kw = dict(mean=mean, std=std, device=device, channels_last=channels_last)
-    return (DeviceLoader(split.x_train, split.y_train, batch_size, train=True, seed=seed, **kw),
+    return (DeviceLoader(split.x_train, split.y_train, batch_size, train=True, seed=seed, weights=weights, **kw),
             DeviceLoader(split.x_test, split.y_test, eval_batch_size, train=False, **kw))

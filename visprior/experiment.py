@@ -5,7 +5,7 @@
 # %% ../nbs/06_experiment.ipynb #9525a3b1
 from __future__ import annotations
 import json, os, time
-from dataclasses import dataclass, asdict, fields
+from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from .models import MODELS, create_model
 from .train import METHODS, TrainConfig, create_method, fit, pick_device, resolve_precision
 from .la import la_embedding
 from .prior import la_config, load_la_backbone  # also registers the prior methods
+import visprior.losses  # registers the long-tailed baselines and the prior's compositions
 from .utils import atomic_write, env_info, git_info, resolve_out_dir, write_csv, write_json
 
 # %% auto #0
@@ -49,6 +50,16 @@ class RunParams:
     T: float = 0.1                 # prior: temperature of softmax(S / T)
     alpha_power: float = 0.0       # prior: alpha_c = alpha * (n_c / n_max) ** alpha_power (0 = the same for all)
     knn_k: int = 10                # prior_instance: nearest neighbours per image
+    tau: float = 1.0               # logit_adjust(_posthoc), prior_logit_adjust: tau of tau * log(prior) (1 = Balanced Softmax)
+    focal_gamma: float = 1.0       # focal: gamma
+    cb_beta: float = 0.9999        # cb, ldam_drw, prior_drw: beta of the effective-number class weights
+    ldam_max_m: float = 0.5        # ldam_drw: largest margin
+    ldam_s: float = 30.0           # ldam_drw: logit scale of the cosine classifier
+    drw_at: float = 0.8            # ldam_drw, prior_drw: re-weighting starts at this fraction of the epochs
+    ls_eps: float = 0.1            # label_smoothing: epsilon
+    kd_T: float = 2.0              # kd: distillation temperature
+    kd_alpha: float = 0.5          # kd: weight of the distillation term
+    crt_epochs: int = 10           # crt: classifier re-training epochs on the CE run's frozen features
     la_epochs: int = 200           # LA epochs (IR warm start included)
     la_k: int = 1024               # LA background neighbours
     la_clusters: int = 200         # LA k-means clusters per clustering
@@ -79,7 +90,18 @@ class RunParams:
         need(isnum(self.alpha) and 0 <= self.alpha <= 1, 'alpha', 'must be in [0, 1]')
         need(isnum(self.T) and self.T > 0, 'T', 'must be > 0')
         need(isnum(self.alpha_power) and self.alpha_power >= 0, 'alpha_power', 'must be >= 0')
-        for name, lo in (('knn_k', 1), ('la_epochs', 1), ('la_k', 1), ('la_clusters', 2), ('la_kmeans', 1)):
+        need(isint(self.epochs) and self.epochs >= 1, 'epochs', 'must be an integer >= 1')
+        need(isnum(self.tau) and self.tau >= 0, 'tau', 'must be >= 0')
+        need(isnum(self.focal_gamma) and self.focal_gamma >= 0, 'focal_gamma', 'must be >= 0')
+        need(isnum(self.cb_beta) and 0 <= self.cb_beta < 1, 'cb_beta', 'must be in [0, 1)')
+        need(isnum(self.ldam_max_m) and self.ldam_max_m >= 0, 'ldam_max_m', 'must be >= 0')
+        need(isnum(self.ldam_s) and self.ldam_s > 0, 'ldam_s', 'must be > 0')
+        need(isnum(self.drw_at) and 0 <= self.drw_at <= 1, 'drw_at', 'must be in [0, 1]')
+        need(isnum(self.ls_eps) and 0 <= self.ls_eps < 1, 'ls_eps', 'must be in [0, 1)')
+        need(isnum(self.kd_T) and self.kd_T > 0, 'kd_T', 'must be > 0')
+        need(isnum(self.kd_alpha) and 0 <= self.kd_alpha <= 1, 'kd_alpha', 'must be in [0, 1]')
+        for name, lo in (('knn_k', 1), ('la_epochs', 1), ('la_k', 1), ('la_clusters', 2), ('la_kmeans', 1),
+                         ('crt_epochs', 1)):
             need(isint(getattr(self, name)) and getattr(self, name) >= lo, name, f'must be an integer >= {lo}')
         need(self.method in METHODS, 'method', f'valid: {tuple(METHODS)}')
         need(self.model in MODELS, 'model', f'valid: {tuple(MODELS)}')
@@ -98,10 +120,13 @@ class RunParams:
         return f"{self.dataset}-lt{self.imb:g}{extra}-{self.method}{init}-s{self.seed}"
 
     def method_hparams(self) -> dict:
-        "What the method's constructor receives."
-        return dict(alpha=self.alpha, T=self.T, alpha_power=self.alpha_power, knn_k=self.knn_k,
-                    la_epochs=self.la_epochs, la_k=self.la_k, la_clusters=self.la_clusters, la_kmeans=self.la_kmeans,
-                    la_root=self.la_root, device=self.device)
+        "What the method's constructor receives: the method parameters, and where the matching CE run lives."
+        names = ('alpha', 'T', 'alpha_power', 'knn_k', 'tau', 'focal_gamma', 'cb_beta', 'ldam_max_m', 'ldam_s', 'drw_at',
+                 'ls_eps', 'kd_T', 'kd_alpha', 'crt_epochs', 'la_epochs', 'la_k', 'la_clusters', 'la_kmeans', 'la_root',
+                 'device')
+        ce = replace(self, method='ce', init='scratch')
+        return {**{k: getattr(self, k) for k in names}, 'ce_run': str(resolve_out_dir(self.out_dir)/ce.name),
+                'run_params': asdict(ce)}
 
 def make_params(**kwargs) -> RunParams:
     "Validated `RunParams`; an unknown name is an error that lists the known ones."
@@ -173,18 +198,18 @@ def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> 
         cfg_la = la_config(p.la_epochs, p.la_k, p.la_clusters, p.la_kmeans, model=p.model)
         load_la_backbone(model, la_embedding(split, cfg_la, p.la_root, device, progress))
     model = model.to(device)
-    tr, te = make_loaders(split, p.batch_size, device, p.seed)
+    tr, te = make_loaders(split, p.batch_size, device, p.seed, weights=method.sample_weights())
     va = None
     if split.y_val is not None and len(split.y_val):
         va = DeviceLoader(split.x_val, split.y_val, 512, mean=te.mean, std=te.std, device=device)
-    cfg = p.train_config()
+    cfg = method.train_config(p.train_config())  # decoupled methods train fewer epochs, or none
     history, logits, y, summ = fit(model, method, tr, te, cfg, split.groups, run_dir/'ckpt.pt', stop_after, progress,
                                    val_dl=va)
-    if len(history) < cfg.epochs: return dict(incomplete=True, epochs_done=len(history), run_dir=str(run_dir))
-    return _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, time.time() - t0, git)
+    if len(history) < max(cfg.epochs, 1): return dict(incomplete=True, epochs_done=len(history), run_dir=str(run_dir))
+    return _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, time.time() - t0, git, cfg)
 
 # %% ../nbs/06_experiment.ipynb #c1fe2a9f
-def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, process_time, git):
+def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, process_time, git, cfg):
     write_csv(run_dir/'history.csv', history)
     evald = [r for r in history if 'top1' in r]
     best = max(evald, key=lambda r: r['top1'])
@@ -205,7 +230,8 @@ def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device
         per_class=summ['per_class'], train_counts=split.counts.tolist(),
         groups={k: len(v) for k, v in split.groups.items()}, n_train=int(len(split.y_train)), n_test=int(len(y)),
         seeds=dict(seed=p.seed, subset_seed=p.subset_seed),
-        budget=dict(epochs=p.epochs, schedule=p.schedule, batch_size=p.batch_size, device=str(device),
+        budget=dict(epochs=p.epochs, trained_epochs=cfg.epochs, schedule=p.schedule, batch_size=p.batch_size,
+                    device=str(device),
                     bf16_autocast=amp, channels_last=cl),
         wall_time_s=sum(r['train_time'] + r.get('eval_time', 0) for r in history),
         process_time_s=process_time, git=git, env=env_info(device),

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['MODELS', 'ShortcutA', 'BasicBlock', 'ResNetCifar', 'create_model', 'num_params']
+__all__ = ['CLASSIFIERS', 'MODELS', 'ShortcutA', 'BasicBlock', 'CosineLinear', 'ResNetCifar', 'create_model', 'num_params']
 
 # %% ../nbs/01_models.ipynb #32cf2f21
 class ShortcutA(nn.Module):
@@ -32,9 +32,19 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 # %% ../nbs/01_models.ipynb #4ed8165e
+class CosineLinear(nn.Module):
+    "Logits are cosines between the normalised input and the normalised class weights (no bias)."
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features)); nn.init.kaiming_normal_(self.weight)
+    def forward(self, x): return F.normalize(x.float(), dim=1) @ F.normalize(self.weight.float(), dim=1).T
+
+# %% ../nbs/01_models.ipynb #b370a677
+CLASSIFIERS = ('linear', 'cosine')
+
 class ResNetCifar(nn.Module):
     "CIFAR ResNet (6n+2 layers): `features` -> 64-d, `classifier`, optional normalised `proj` embedding."
-    def __init__(self, num_blocks=(5, 5, 5), num_classes=100, widths=(16, 32, 64), proj_dim=None):
+    def __init__(self, num_blocks=(5, 5, 5), num_classes=100, widths=(16, 32, 64), proj_dim=None, classifier='linear'):
         super().__init__()
         self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False); self.bn1 = nn.BatchNorm2d(widths[0])
         layers, c = [], widths[0]
@@ -43,7 +53,9 @@ class ResNetCifar(nn.Module):
                 layers.append(BasicBlock(c, w, 2 if (i > 0 and j == 0) else 1)); c = w
         self.layers = nn.Sequential(*layers)
         self.feat_dim = c
-        self.classifier = nn.Linear(c, num_classes) if num_classes else None
+        if classifier not in CLASSIFIERS: raise ValueError(f"classifier={classifier!r} is unknown; valid: {CLASSIFIERS}")
+        head = nn.Linear if classifier == 'linear' else CosineLinear
+        self.classifier = head(c, num_classes) if num_classes else None
         self.proj = nn.Linear(c, proj_dim) if proj_dim else None
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)): nn.init.kaiming_normal_(m.weight)
@@ -59,7 +71,7 @@ class ResNetCifar(nn.Module):
 
     def forward(self, x): return self.classifier(self.features(x))
 
-# %% ../nbs/01_models.ipynb #5e48b1e6
+# %% ../nbs/01_models.ipynb #78ecb4aa
 MODELS = {
     'resnet32': lambda num_classes, **kw: ResNetCifar((5, 5, 5), num_classes, **kw),
     'resnet20': lambda num_classes, **kw: ResNetCifar((3, 3, 3), num_classes, **kw),

@@ -19,7 +19,7 @@ from .train import Method, register_method
 
 # %% auto #0
 __all__ = ['prior_alpha', 'soft_targets', 'soft_ce', 'instance_targets', 'la_config', 'load_la_backbone', 'Prior',
-           'PriorInstance', 'plot_similarity', 'plot_soft_predictions', 'la_knn_summary']
+           'PriorInstance', 'plot_similarity', 'plot_soft_predictions', 'load_la_network', 'la_knn_summary']
 
 # %% ../nbs/03_prior.ipynb #a16618e2
 def prior_alpha(counts, alpha=0.1, alpha_power=0.0) -> torch.Tensor:
@@ -150,15 +150,19 @@ def plot_soft_predictions(x, y, probs, Q, classes, n=8, seed=0):
     return fig
 
 # %% ../nbs/03_prior.ipynb #45f16256
-@torch.no_grad()
-def la_knn_summary(split: LTSplit, la: dict, device='cpu', k=200, t=0.07, x=None, y=None) -> dict:
-    "Top-1, many/medium/few, per-class accuracy and ECE of weighted kNN on the LA embedding (default: test set)."
-    x, y = (split.x_test, split.y_test) if x is None else (x, y)
+def load_la_network(la: dict, device='cpu'):
+    "The trained LA network (backbone and projection head) of a cached LA embedding."
     saved = json.loads((Path(la['dir'])/'la_config.json').read_text())
     cfg = LAConfig(**{f: v for f, v in saved.items() if f in LAConfig.__dataclass_fields__})
     model = create_model(cfg.model, 0, proj_dim=cfg.proj_dim)
     model.load_state_dict(torch.load(la['model'], map_location='cpu', weights_only=True))
-    model.to(device)
+    return model.to(device).eval()
+
+@torch.no_grad()
+def la_knn_summary(split: LTSplit, la: dict, device='cpu', k=200, t=0.07, x=None, y=None) -> dict:
+    "Top-1, many/medium/few, per-class accuracy and ECE of weighted kNN on the LA embedding (default: test set)."
+    x, y = (split.x_test, split.y_test) if x is None else (x, y)
+    model = load_la_network(la, device)
     mean, std = split.stats()
     q = embed_images(model, DeviceLoader(x, y, 512, mean=mean, std=std, device=device))
     scores = knn_predict(q, la['emb'].to(device), torch.as_tensor(split.y_train, device=device), split.num_classes, k, t)

@@ -44,7 +44,7 @@ class TrainConfig:
         def need(ok, name, what):
             if not ok: raise ValueError(f"{name}={getattr(self, name)!r} is invalid: {what}")
         isint = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-        need(isint(self.epochs) and self.epochs >= 1, 'epochs', 'must be an integer >= 1')
+        need(isint(self.epochs) and self.epochs >= 0, 'epochs', 'must be an integer >= 0 (0 = evaluate only)')
         need(isint(self.batch_size) and self.batch_size >= 1, 'batch_size', 'must be an integer >= 1')
         need(isinstance(self.lr, (int, float)) and self.lr > 0, 'lr', 'must be a number > 0')
         need(isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0, 'weight_decay', 'must be >= 0')
@@ -70,8 +70,13 @@ class Method:
     model_kwargs: dict = {}
     def __init__(self, split=None, **hparams): self.split, self.hparams = split, hparams
     def setup(self, model): pass
+    def train_config(self, cfg): return cfg
+    def parameters(self, model): return model.parameters()
+    def train_mode(self, model): model.train()
+    def sample_weights(self): return None
     def on_epoch_start(self, epoch, cfg): pass
     def loss(self, logits, y, idx=None, x=None): raise NotImplementedError
+    def predict(self, model, dl, amp=False): return evaluate(model, dl, amp)
     def test_logits(self, logits): return logits
     def extra_metrics(self) -> dict: return {}
     def save_artifacts(self, run_dir, probs=None): pass
@@ -128,13 +133,13 @@ def load_checkpoint(path, model, opt, cfg):
     return state['epoch'] + 1, state['history']
 
 # %% ../nbs/05_train.ipynb #9ac6a72e
-def make_optimizer(model, cfg: TrainConfig):
-    "SGD with momentum and weight decay on every parameter."
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+def make_optimizer(params, cfg: TrainConfig):
+    "SGD with momentum and weight decay on every parameter given."
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 def train_epoch(model, method, dl, opt, cfg, epoch, amp):
     "One pass over `dl`; returns mean loss and accuracy on the augmented training batches."
-    model.train()
+    method.train_mode(model)
     dev = next(model.parameters()).device
     tot_loss, tot_hit, n, nb = torch.zeros((), device=dev), torch.zeros((), device=dev), 0, len(dl)
     for i, (idx, x, y) in enumerate(dl):
@@ -151,7 +156,7 @@ def train_epoch(model, method, dl, opt, cfg, epoch, amp):
 
 def val_scores(model, method, val_dl, amp) -> dict:
     "Top-1 and class-balanced accuracy (mean over the classes present) on a validation loader."
-    logits, y = evaluate(model, val_dl, amp)
+    logits, y = method.predict(model, val_dl, amp)
     pred = method.test_logits(logits).argmax(1)
     acc_c = [float((pred[y == c] == c).float().mean()) for c in y.unique().tolist()]
     return dict(val_top1=100 * float((pred == y).float().mean()), val_balanced=100 * float(np.mean(acc_c)))
@@ -166,10 +171,19 @@ def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_pa
     for dl in (train_dl, test_dl, val_dl):
         if dl is not None: dl.channels_last = cl
     groups = groups if groups is not None else {}
-    opt = make_optimizer(model, cfg)
     method.setup(model)
+    opt = make_optimizer(method.parameters(model), cfg)
     start, history = 0, []
     if ckpt_path and Path(ckpt_path).exists(): start, history = load_checkpoint(ckpt_path, model, opt, cfg)
+
+    def evaluate_all(row):
+        t1 = time.perf_counter()
+        logits, y = method.predict(model, test_dl, amp)
+        summ = summarize(method.test_logits(logits), y, groups)
+        row.update({k: v for k, v in summ.items() if k != 'per_class'}, eval_time=time.perf_counter() - t1)
+        if val_dl is not None and len(val_dl.y): row.update(val_scores(model, method, val_dl, amp))
+        return logits, y, summ
+
     logits = y = summ = None
     bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not progress, desc='epochs',
                mininterval=5)
@@ -180,17 +194,14 @@ def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_pa
         row = dict(epoch=epoch + 1, lr=cfg.lr * lr_factor(epoch, cfg), train_loss=loss, train_acc=acc,
                    train_time=time.perf_counter() - t0)
         if not math.isfinite(loss): raise FloatingPointError(f"training loss became {loss} at epoch {epoch + 1}")
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            t1 = time.perf_counter()
-            logits, y = evaluate(model, test_dl, amp)
-            summ = summarize(method.test_logits(logits), y, groups)
-            row.update({k: v for k, v in summ.items() if k != 'per_class'}, eval_time=time.perf_counter() - t1)
-            if val_dl is not None and len(val_dl.y): row.update(val_scores(model, method, val_dl, amp))
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs: logits, y, summ = evaluate_all(row)
         history.append(row)
         if ckpt_path: save_checkpoint(ckpt_path, model, opt, epoch, history, cfg)
         bar.set_postfix({k: round(row[k], 2) for k in ('train_loss', 'top1') if k in row})
         if stop_after is not None and epoch + 1 >= stop_after: break
+    if cfg.epochs == 0:  # evaluate-only methods: one row, at epoch 0
+        row = dict(epoch=0, train_time=0.0); logits, y, summ = evaluate_all(row); history = [row]
     if summ is None:  # nothing was evaluated in this call (e.g. resumed a finished run)
-        logits, y = evaluate(model, test_dl, amp)
+        logits, y = method.predict(model, test_dl, amp)
         summ = summarize(method.test_logits(logits), y, groups)
     return history, logits, y, summ
