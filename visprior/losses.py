@@ -22,8 +22,8 @@ from .train import CE, Method, bf16_supported, register_method
 # %% auto #0
 __all__ = ['TAU_GRID', 'log_prior', 'cb_weights', 'focal_loss', 'ldam_margins', 'ldam_loss', 'drw_epoch', 'logit_adjusted_ce',
            'kd_loss', 'Focal', 'ClassBalanced', 'LabelSmoothing', 'LogitAdjust', 'LDAMDRW', 'KD', 'LogitAdjustPostHoc',
-           'tau_normalize', 'CRT', 'TauNorm', 'KNN', 'soft_ce_weighted', 'balanced_space_targets', 'PriorLogitAdjust',
-           'PriorLogitAdjustNaive', 'PriorDRW']
+           'tau_normalize', 'select_tau', 'CRT', 'TauNorm', 'KNN', 'soft_ce_weighted', 'balanced_space_targets',
+           'PriorLogitAdjust', 'PriorLogitAdjustNaive', 'PriorDRW']
 
 # %% ../nbs/04_losses.ipynb #542a8c80
 def log_prior(counts) -> torch.Tensor:
@@ -124,7 +124,7 @@ class _FromCE(Method):
                                     "exist yet: run method='ce' with the same parameters and out_dir first")
         if run_params:
             saved = json.loads((self.ce_run/'params.json').read_text())
-            bad = {k: (saved.get(k), run_params.get(k)) for k in _MATCH if saved.get(k) != run_params.get(k)}
+            bad = {k: (saved[k], run_params.get(k)) for k in _MATCH if k in saved and saved[k] != run_params.get(k)}
             if bad: raise ValueError(f"the CE run {self.ce_run} differs from this run in {bad} (CE run, this run)")
     def ce_state(self) -> dict:
         return torch.load(self.ce_run/'model.pt', map_location='cpu', weights_only=True)
@@ -145,8 +145,8 @@ class KD(_FromCE):
 @register_method('logit_adjust_posthoc')
 class LogitAdjustPostHoc(_FromCE):
     "The CE run's network, predicting with z - tau log pi (no training)."
-    def setup(self, model):
-        model.load_state_dict(self.ce_state()); self.lp = log_prior(self.split.counts)
+    def __init__(self, split=None, **kw): super().__init__(split, **kw); self.lp = log_prior(split.counts)
+    def setup(self, model): model.load_state_dict(self.ce_state())
     def train_config(self, cfg): return replace(cfg, epochs=0)
     def test_logits(self, logits): return logits - self.hparams.get('tau', 1.0) * self.lp.to(logits.device)
 
@@ -156,6 +156,15 @@ def tau_normalize(weight, tau) -> torch.Tensor:
     return weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-12) ** tau
 
 TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))
+
+def select_tau(features, W, y, grid=TAU_GRID) -> tuple[float, dict]:
+    "The tau of `grid` with the best class-balanced accuracy of features @ tau_normalize(W).T (ties: smaller tau)."
+    y = torch.as_tensor(y, device=features.device)
+    def bal_acc(tau):
+        pred = (features @ tau_normalize(W, tau).T).argmax(1)
+        return 100 * float(np.mean([(pred[y == c] == c).float().mean().item() for c in y.unique()]))
+    curve = {t: bal_acc(t) for t in grid}
+    return max(grid, key=lambda t: (curve[t], -t)), curve
 
 @register_method('crt')
 class CRT(_FromCE):
@@ -188,12 +197,7 @@ class TauNorm(_FromCE):
             f = torch.cat([model.features(x).float() for _, x, _ in
                            DeviceLoader(s.x_val, s.y_val, 512, mean=mean, std=std, device=dev)])
             W = model.classifier.weight.detach().clone()
-            yv = torch.as_tensor(np.asarray(s.y_val), device=dev)
-            def bal_acc(tau):
-                pred = (f @ tau_normalize(W, tau).T).argmax(1)
-                return float(np.mean([(pred[yv == c] == c).float().mean().item() for c in yv.unique()]))
-            self.val_curve = {t: 100 * bal_acc(t) for t in TAU_GRID}
-            self.tau = max(TAU_GRID, key=lambda t: (self.val_curve[t], -t))
+            self.tau, self.val_curve = select_tau(f, W, np.asarray(s.y_val))
             model.classifier.weight.copy_(tau_normalize(W, self.tau)); model.classifier.bias.zero_()
     def train_config(self, cfg): return replace(cfg, epochs=0)
     def extra_metrics(self):
