@@ -12,7 +12,7 @@ from .experiment import make_params, RunParams
 from .utils import project_root, resolve_out_dir
 
 # %% auto #0
-__all__ = ['FROM_CE', 'load_grid', 'run_dir_of', 'is_done', 'select', 'run_grid', 'main']
+__all__ = ['FROM_CE', 'load_grid', 'run_dir_of', 'is_done', 'select', 'commit_run', 'run_grid', 'main']
 
 # %% ../nbs/08_grid.ipynb #4d8fcfe3
 FROM_CE = ('kd', 'crt', 'tau_norm', 'logit_adjust_posthoc')  # methods that start from the matching CE run
@@ -78,7 +78,20 @@ def select(runs, only=()) -> list:
         runs = [p for p in runs if match(p, key, vals.split(','))]
     return runs
 
-def run_grid(path, dry_run=False, keep_going=False, log=print, kernel='python3', only=()) -> dict:
+def commit_run(run_dir, message, log=print) -> bool:
+    "git-commit one finished run folder (and nothing else that is staged); a failure is logged, never raised."
+    import subprocess
+    root = project_root()
+    try:
+        rel = str(Path(run_dir).resolve().relative_to(root.resolve()))
+        for args in (['add', '--', rel], ['commit', '-q', '-m', message, '--', rel]):
+            r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True, timeout=60)
+            if r.returncode: log(f"  (not committed: git {args[0]}: {(r.stderr or r.stdout).strip()[-300:]})"); return False
+        return True
+    except Exception as e:
+        log(f"  (not committed: {e})"); return False
+
+def run_grid(path, dry_run=False, keep_going=False, log=print, kernel='python3', only=(), commit=False) -> dict:
     "Run every unfinished run of a grid file (optionally only those matching `only`); returns what happened."
     nb, runs = load_grid(path)
     runs = select(runs, only)
@@ -98,6 +111,7 @@ def run_grid(path, dry_run=False, keep_going=False, log=print, kernel='python3',
             pm.execute_notebook(str(nb), str(d/'run.ipynb'), parameters=params, cwd=str(project_root()),
                                 kernel_name=kernel, progress_bar=False)
             ran += 1
+            if commit: commit_run(d, f"run {p.name} ({Path(path).name}, out_dir {p.out_dir})", log)
         except Exception as e:
             failed.append(p.name); log(f"  FAILED {p.name}: {type(e).__name__}: {str(e)[-500:]}")
             if not keep_going: raise
@@ -112,8 +126,9 @@ def main(argv=None):
     ap.add_argument('--keep-going', action='store_true', help='go on with the next run when one fails')
     ap.add_argument('--only', action='append', default=[], metavar='KEY=V1,V2',
                     help='run only the runs with these parameter values (repeatable; all must match)')
+    ap.add_argument('--commit', action='store_true', help='git-commit each run folder as soon as its run finishes')
     a = ap.parse_args(argv)
-    try: r = run_grid(a.grid, a.dry_run, a.keep_going, log=lambda s: print(s, flush=True), only=a.only)
+    try: r = run_grid(a.grid, a.dry_run, a.keep_going, log=lambda s: print(s, flush=True), only=a.only, commit=a.commit)
     except (ValueError, FileNotFoundError) as e: sys.exit(f"error: {e}")
     sys.exit(1 if r['failed'] else 0)
 
