@@ -1,5 +1,5 @@
 # Small conveniences; the README's commands work without make.
-.PHONY: test export bench cpu30 la-budget la prior
+.PHONY: test export bench cpu30 la-budget la prior grid sweep paper grid-paper200
 
 CPU30 = -p imb 100 -p epochs 30 -p schedule cosine -p out_dir results/runs/cpu30
 
@@ -11,6 +11,18 @@ export:      ## regenerate visprior/ from nbs/ and strip notebook noise (keeps p
 
 bench:       ## training throughput against the conventional recipe, and LA against CE -> results/benchmarks/
 	python -m visprior.bench
+
+grid:        ## the CPU grid of nbs/grids/cpu30.toml (skips finished runs; GRIDFLAGS="--dry-run" lists what is left)
+	python -m visprior.grid nbs/grids/cpu30.toml $(GRIDFLAGS)
+
+sweep:       ## the prior's alpha / T sweep at the CPU budget (chosen on the validation split)
+	python -m visprior.grid nbs/grids/prior_sweep.toml $(GRIDFLAGS)
+
+grid-paper200: ## the 200-epoch paper budget, for GPUs
+	python -m visprior.grid nbs/grids/paper200.toml $(GRIDFLAGS)
+
+paper:       ## every table and figure in results/tables and results/figures, from the saved runs only
+	papermill nbs/paper.ipynb out-paper.ipynb
 
 cpu30:       ## the CPU-budget CE run on CIFAR-100-LT (rho=100): 30 epochs, cosine
 	mkdir -p results/runs/cpu30/cifar100-lt100-ce-s0
