@@ -305,7 +305,7 @@ def _mix(*xs):
 class DeviceLoader:
     "Batches `(idx, x, y)` from one uint8 tensor on `device`; batched pad-crop and flip when `train`."
     def __init__(self, x, y, batch_size=128, train=False, mean=None, std=None, device='cpu', seed=0,
-                 drop_last=False, pad=4, flip=True, channels_last=False, augment=None, weights=None):
+                 drop_last=False, pad=4, flip=True, channels_last=False, augment=None, weights=None, distributed=False):
         if batch_size < 1: raise ValueError(f"batch_size={batch_size} must be >= 1")
         self.device = torch.device(device)
         x = torch.as_tensor(np.ascontiguousarray(x))
@@ -320,9 +320,15 @@ class DeviceLoader:
         self.pad, self.flip, self.channels_last, self.epoch = pad, flip, channels_last, 0
         self.augment = augment  # optional `f(uint8 batch, generator) -> batch in [0, 255]`, replacing crop and flip
         self.weights = weights  # optional per-image sampling weights: an epoch then draws len(y) images with replacement
+        self.distributed = distributed  # under DDP: each rank takes its shard of the (common) epoch order
+
+    def _n(self):
+        "Images this rank visits per epoch."
+        from visprior.dist import world_size
+        return -(-len(self.y) // world_size()) if self.distributed else len(self.y)
 
     def __len__(self):
-        n = len(self.y)
+        n = self._n()
         return n // self.bs if self.drop_last else -(-n // self.bs)
 
     def set_epoch(self, epoch):
@@ -342,6 +348,11 @@ class DeviceLoader:
             order = torch.multinomial(w, n, replacement=True, generator=g)
         elif self.train: order = torch.randperm(n, generator=g, device=self.device)
         else: order = torch.arange(n, device=self.device)
+        if self.distributed:
+            from visprior.dist import rank, world_size, shard_indices
+            order = shard_indices(order, rank(), world_size())
+            # the permutation is common to all ranks; each rank's augmentation draws are its own
+            g = torch.Generator(device=self.device).manual_seed(_mix(self.seed, self.epoch, rank() + 1))
         for i in range(len(self)):
             idx = order[i * self.bs:(i + 1) * self.bs]
             xb = self.x[idx]
@@ -352,9 +363,9 @@ class DeviceLoader:
             yield idx, self.normalize(xb), self.y[idx]
 
 def make_loaders(split: LTSplit, batch_size=128, device='cpu', seed=0, channels_last=False, eval_batch_size=512,
-                 weights=None):
+                 weights=None, distributed=False):
     "Train and test `DeviceLoader`s for a split, normalised with the training subset's statistics."
     mean, std = split.stats()
-    kw = dict(mean=mean, std=std, device=device, channels_last=channels_last)
+    kw = dict(mean=mean, std=std, device=device, channels_last=channels_last, distributed=distributed)
     return (DeviceLoader(split.x_train, split.y_train, batch_size, train=True, seed=seed, weights=weights, **kw),
             DeviceLoader(split.x_test, split.y_test, eval_batch_size, train=False, **kw))

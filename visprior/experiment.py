@@ -18,6 +18,7 @@ from .la import la_embedding
 from .prior import la_config, load_la_backbone  # also registers the prior methods
 import visprior.losses  # registers the long-tailed baselines and the prior's compositions
 from .utils import atomic_write, env_info, git_info, resolve_out_dir, write_csv, write_json
+from .dist import barrier, is_dist, is_main, rank, world_size
 
 # %% auto #0
 __all__ = ['INITS', 'GROUP_COLOURS', 'RunParams', 'make_params', 'params_from_namespace', 'plot_per_class', 'save_figure',
@@ -65,6 +66,7 @@ class RunParams:
     la_clusters: int = 200         # LA k-means clusters per clustering
     la_kmeans: int = 3             # LA clusterings H
     la_root: str = 'results/la'    # LA embedding cache (relative = to the project root)
+    compile: bool = False          # torch.compile the training forward (GPUs, long runs)
     device: str = 'auto'           # 'auto', 'cpu', 'cuda' or 'cuda:N'
     data_dir: str | None = None    # data folder; None = $VISPRIOR_DATA, else ~/.cache/visprior
     out_dir: str = 'results/runs'  # where run folders go (relative = to the project root)
@@ -166,20 +168,23 @@ def save_figure(fig, path):
     plt.close(fig)
 
 # %% ../nbs/06_experiment.ipynb #8783b41b
+_NOT_IDENTITY = ('data_dir', 'out_dir', 'device', 'compile')  # where and how fast, not what, a run computes
+
 def _prepare_run_dir(p: RunParams) -> tuple[Path, dict | None]:
     run_dir = resolve_out_dir(p.out_dir)/p.name
     saved = run_dir/'params.json'
-    mine = {k: v for k, v in asdict(p).items() if k not in ('data_dir', 'out_dir', 'device')}
+    mine = {k: v for k, v in asdict(p).items() if k not in _NOT_IDENTITY}
     if saved.exists():
         # a parameter added after the run was saved is compared at its default, which reproduces the old behaviour
         theirs = {**asdict(RunParams()), **json.loads(saved.read_text())}
-        theirs = {k: v for k, v in theirs.items() if k not in ('data_dir', 'out_dir', 'device')}
+        theirs = {k: v for k, v in theirs.items() if k not in _NOT_IDENTITY}
         if theirs != mine:
             diff = {k: (theirs.get(k), mine.get(k)) for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k)}
             raise ValueError(f"{run_dir} already holds a run with other parameters {diff} (saved, asked); "
                              "choose another out_dir, or delete that folder to replace it")
         if (run_dir/'metrics.json').exists(): return run_dir, json.loads((run_dir/'metrics.json').read_text())
-    write_json(saved, asdict(p))
+    if is_main(): write_json(saved, asdict(p))
+    barrier()
     return run_dir, None
 
 def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> dict:
@@ -198,15 +203,22 @@ def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> 
         cfg_la = la_config(p.la_epochs, p.la_k, p.la_clusters, p.la_kmeans, model=p.model)
         load_la_backbone(model, la_embedding(split, cfg_la, p.la_root, device, progress))
     model = model.to(device)
-    tr, te = make_loaders(split, p.batch_size, device, p.seed, weights=method.sample_weights())
+    if p.batch_size % world_size():
+        raise ValueError(f"batch_size={p.batch_size} must be divisible by the number of processes ({world_size()})")
+    dd = is_dist()  # under DDP each rank takes batch_size / world images of every global batch
+    tr, te = make_loaders(split, p.batch_size // world_size(), device, p.seed, weights=method.sample_weights(),
+                          distributed=dd)
     va = None
     if split.y_val is not None and len(split.y_val):
-        va = DeviceLoader(split.x_val, split.y_val, 512, mean=te.mean, std=te.std, device=device)
+        va = DeviceLoader(split.x_val, split.y_val, 512, mean=te.mean, std=te.std, device=device, distributed=dd)
     cfg = method.train_config(p.train_config())  # decoupled methods train fewer epochs, or none
     history, logits, y, summ = fit(model, method, tr, te, cfg, split.groups, run_dir/'ckpt.pt', stop_after, progress,
                                    val_dl=va)
     if len(history) < max(cfg.epochs, 1): return dict(incomplete=True, epochs_done=len(history), run_dir=str(run_dir))
-    return _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, time.time() - t0, git, cfg)
+    if not is_main(): barrier(); return dict(rank=rank(), top1=summ['top1'])  # rank 0 writes the folder
+    out = _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, time.time() - t0, git, cfg)
+    barrier()
+    return out
 
 # %% ../nbs/06_experiment.ipynb #c1fe2a9f
 def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, process_time, git, cfg):

@@ -221,13 +221,17 @@ def la_train_epoch(tr: LATrainer, epoch: int) -> dict:
 # %% ../nbs/02_la.ipynb #0b231766
 @torch.no_grad()
 def embed_images(model, loader, amp=False):
-    "Unit-norm embeddings of every image of a (non-augmenting) loader, in order."
+    "Unit-norm embeddings of every image of a (non-augmenting) loader, in order (gathered from all ranks under DDP)."
     was = model.training; model.eval()
     dev = next(model.parameters()).device
-    out = []
-    for _, x, _ in loader:
+    out, ids = [], []
+    for idx, x, _ in loader:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp): out.append(model.embed(x).float())
+        ids.append(idx)
     model.train(was)
+    if getattr(loader, 'distributed', False):
+        from visprior.dist import gather_by_index
+        return gather_by_index(torch.cat(ids), torch.cat(out), n=len(loader.y))[1]
     return torch.cat(out)
 
 def la_monitor(tr: LATrainer) -> dict:

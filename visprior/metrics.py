@@ -36,15 +36,21 @@ def ece(probs, y, n_bins=15) -> float:
 # %% ../nbs/04a_metrics.ipynb #31a9b15b
 @torch.no_grad()
 def evaluate(model, loader, amp=False, channels_last=False) -> tuple[torch.Tensor, torch.Tensor]:
-    "Logits (float32, on the CPU) and labels of every batch of `loader`."
+    "Logits (float32, on the CPU) and labels of every image of `loader`, in order (gathered from all ranks under DDP)."
     was = model.training; model.eval()
-    out, ys = [], []
     dev = next(model.parameters()).device
-    for _, x, y in loader:
+    gather = getattr(loader, 'distributed', False)
+    out, ys, ids = [], [], []
+    for idx, x, y in loader:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            out.append(model(x).float().cpu())
-        ys.append(y.cpu())
+            z = model(x).float()
+        if gather: out.append(z); ys.append(y); ids.append(idx)
+        else: out.append(z.cpu()); ys.append(y.cpu())
     model.train(was)
+    if gather:
+        from visprior.dist import gather_by_index
+        _, z, y = gather_by_index(torch.cat(ids), torch.cat(out), torch.cat(ys), n=len(loader.y))
+        return z.cpu(), y.cpu()
     return torch.cat(out), torch.cat(ys)
 
 def summarize(logits, y, groups, num_classes=None) -> dict:

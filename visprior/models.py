@@ -9,7 +9,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['CLASSIFIERS', 'MODELS', 'ShortcutA', 'BasicBlock', 'CosineLinear', 'ResNetCifar', 'create_model', 'num_params']
+__all__ = ['CLASSIFIERS', 'MODELS', 'ShortcutA', 'BasicBlock', 'CosineLinear', 'ResNetCifar', 'TorchvisionResNet', 'create_model',
+           'num_params']
 
 # %% ../nbs/01_models.ipynb #32cf2f21
 class ShortcutA(nn.Module):
@@ -72,9 +73,40 @@ class ResNetCifar(nn.Module):
     def forward(self, x): return self.classifier(self.features(x))
 
 # %% ../nbs/01_models.ipynb #78ecb4aa
+class TorchvisionResNet(nn.Module):
+    "A torchvision ResNet body with visprior's `features` / `classifier` / `proj` split."
+    def __init__(self, arch='resnet50', num_classes=1000, proj_dim=None, classifier='linear', **tv_kwargs):
+        super().__init__()
+        import torchvision
+        body = getattr(torchvision.models, arch)(weights=None, **tv_kwargs)
+        self.body = nn.Sequential(body.conv1, body.bn1, body.relu, body.maxpool,
+                                  body.layer1, body.layer2, body.layer3, body.layer4)
+        self.feat_dim = body.fc.in_features
+        if classifier not in CLASSIFIERS: raise ValueError(f"classifier={classifier!r} is unknown; valid: {CLASSIFIERS}")
+        head = nn.Linear if classifier == 'linear' else CosineLinear
+        self.classifier = head(self.feat_dim, num_classes) if num_classes else None
+        self.proj = nn.Linear(self.feat_dim, proj_dim) if proj_dim else None
+        for m in (self.classifier, self.proj):
+            if isinstance(m, nn.Linear): nn.init.kaiming_normal_(m.weight)
+
+    def features(self, x):
+        "The pooled `feat_dim`-d feature."
+        return F.adaptive_avg_pool2d(self.body(x), 1).flatten(1)
+
+    def embed(self, x):
+        "The L2-normalised projection of the feature (needs `proj_dim`)."
+        if self.proj is None: raise ValueError("this model has no projection head: build it with proj_dim=128")
+        return F.normalize(self.proj(self.features(x)).float(), dim=1)
+
+    def forward(self, x): return self.classifier(self.features(x))
+
+# %% ../nbs/01_models.ipynb #57bb28f1
 MODELS = {
     'resnet32': lambda num_classes, **kw: ResNetCifar((5, 5, 5), num_classes, **kw),
     'resnet20': lambda num_classes, **kw: ResNetCifar((3, 3, 3), num_classes, **kw),
+    'resnet50': lambda num_classes, **kw: TorchvisionResNet('resnet50', num_classes, **kw),
+    # the same architecture at 1/8 width: for tests of the ImageNet-scale path on a CPU
+    'resnet50_tiny': lambda num_classes, **kw: TorchvisionResNet('resnet50', num_classes, width_per_group=8, **kw),
 }
 
 def create_model(name='resnet32', num_classes=100, **kwargs) -> nn.Module:
