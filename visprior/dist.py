@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 # %% auto #0
 __all__ = ['is_dist', 'rank', 'world_size', 'is_main', 'barrier', 'init_from_env', 'all_gather_cat', 'gather_by_index',
-           'shard_indices']
+           'broadcast_from_main', 'unique_first', 'shard_indices']
 
 # %% ../nbs/00c_dist.ipynb #139f759a
 def is_dist() -> bool:
@@ -54,13 +54,24 @@ def gather_by_index(idx: torch.Tensor, *tensors, n: int | None = None):
     "Rows of `tensors` from every rank, ordered by image index `idx`, each index once."
     idx = all_gather_cat(idx)
     tensors = [all_gather_cat(t) for t in tensors]
-    order = torch.argsort(idx, stable=True)
-    keep = torch.ones(len(idx), dtype=torch.bool, device=idx.device)
-    keep[1:] = idx[order][1:] != idx[order][:-1]
-    sel = order[keep]
+    sel = unique_first(idx)
     if n is not None and len(sel) != n:
         raise RuntimeError(f"gathered {len(sel)} distinct images, expected {n}: a rank skipped part of its shard")
     return (idx[sel], *[t[sel] for t in tensors])
+
+def broadcast_from_main(fn, shape, dtype, device):
+    "Compute `fn()` on rank 0 only and send the result (of known shape and dtype) to every rank."
+    if not is_dist(): return fn()
+    t = fn().to(device=device, dtype=dtype).contiguous() if is_main() else torch.empty(shape, dtype=dtype, device=device)
+    dist.broadcast(t, 0)
+    return t
+
+def unique_first(idx: torch.Tensor) -> torch.Tensor:
+    "Positions of the first occurrence of each value of `idx` (to write each image once per step)."
+    order = torch.argsort(idx, stable=True)
+    keep = torch.ones(len(idx), dtype=torch.bool, device=idx.device)
+    keep[1:] = idx[order][1:] != idx[order][:-1]
+    return order[keep]
 
 # %% ../nbs/00c_dist.ipynb #bd4b2490
 def shard_indices(order: torch.Tensor, rank_: int, world: int) -> torch.Tensor:

@@ -19,6 +19,8 @@ from .data import DeviceLoader, LTSplit, _mix
 from .models import create_model
 from .train import TrainConfig, bf16_supported, lr_factor, pick_device
 from .utils import atomic_write, env_info, git_info, resolve_out_dir, write_csv, write_json
+from .dist import (all_gather_cat, barrier, broadcast_from_main, is_dist, is_main, rank, unique_first,
+                           world_size)
 
 # %% auto #0
 __all__ = ['MemoryBank', 'ir_loss', 'knn', 'kmeans_labels', 'close_mask', 'la_loss', 'SSLAugment', 'knn_predict',
@@ -162,11 +164,18 @@ class LAConfig:
         "A short hash of the configuration, for the embedding cache."
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
 
-# %% ../nbs/02_la.ipynb #6ee9dbb2
+# %% ../nbs/02_la.ipynb #a831807a
+class _Embedder(nn.Module):
+    "forward = model.embed, so DistributedDataParallel can sync LA's gradients."
+    def __init__(self, model): super().__init__(); self.model = model
+    def forward(self, x): return self.model.embed(x)
+
 class LATrainer:
     "Local Aggregation on one split's training images (labels are never given to it)."
-    def __init__(self, split: LTSplit, cfg: LAConfig, device='cpu'):
+    def __init__(self, split: LTSplit, cfg: LAConfig, device='cpu', loaders=None):
         self.split, self.cfg, self.device = split, cfg.validate(), torch.device(device)
+        if cfg.batch_size % world_size():
+            raise ValueError(f"LA batch_size={cfg.batch_size} must be divisible by the {world_size()} processes")
         torch.manual_seed(cfg.seed)
         self.model = create_model(cfg.model, 0, proj_dim=cfg.proj_dim).to(self.device)
         self.amp = bf16_supported(self.device)
@@ -174,29 +183,56 @@ class LATrainer:
         self.bank = MemoryBank(len(split.y_train), cfg.proj_dim, cfg.bank_momentum, cfg.seed).to(self.device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
-        mean, std = split.stats()
-        self.loader = DeviceLoader(split.x_train, np.zeros(len(split.y_train), np.int64), cfg.batch_size, train=True,
-                                   mean=mean, std=std, device=self.device, seed=cfg.seed, channels_last=True,
-                                   augment=SSLAugment())
-        self.plain = DeviceLoader(split.x_train, np.zeros(len(split.y_train), np.int64), 512, mean=mean, std=std,
-                                  device=self.device, channels_last=True)
-        self.test = DeviceLoader(split.x_test, split.y_test, 512, mean=mean, std=std, device=self.device,
-                                 channels_last=True)  # monitor only: labels score the embedding, never train it
+        if loaders is None: loaders = self._array_loaders(split, cfg)
+        self.loader, self.plain, self.test = loaders  # augmented train, plain train, test (monitor only)
+        self.net = _Embedder(self.model)
+        if is_dist():
+            from torch.nn.parallel import DistributedDataParallel
+            self.net = DistributedDataParallel(self.net, device_ids=[self.device] if self.device.type == 'cuda' else None)
         self.backend = 'torch' if self.device.type == 'cuda' else 'faiss'
         self.labels, self.epoch, self.history = None, 0, []
 
+    def _array_loaders(self, split, cfg):
+        "In-memory loaders of the split's arrays (CIFAR); iNaturalist passes its own JPEG loaders instead."
+        mean, std = split.stats()
+        kw = dict(mean=mean, std=std, device=self.device, channels_last=True, distributed=is_dist())
+        zeros = np.zeros(len(split.y_train), np.int64)  # LA never sees the labels
+        return (DeviceLoader(split.x_train, zeros, cfg.batch_size // world_size(), train=True, seed=cfg.seed,
+                             augment=SSLAugment(), **kw),
+                DeviceLoader(split.x_train, zeros, 512, **kw),
+                DeviceLoader(split.x_test, split.y_test, 512, **kw))  # labels score the embedding, never train it
+
     def cluster(self, epoch):
-        "Fresh k-means clusterings of the bank (called at the start of every LA epoch)."
-        self.labels = kmeans_labels(self.bank.bank, self.cfg.n_clusters, self.cfg.n_kmeans,
-                                    seed=_mix(self.cfg.seed, epoch) % 2**31)
+        "Fresh k-means clusterings of the bank (called at the start of every LA epoch; rank 0 under DDP)."
+        H, N = self.cfg.n_kmeans, len(self.bank)
+        self.labels = broadcast_from_main(lambda: kmeans_labels(self.bank.bank, self.cfg.n_clusters, H,
+                                                                seed=_mix(self.cfg.seed, epoch) % 2**31),
+                                          (H, N), torch.long, self.device)
+
+    def neighbours(self, v):
+        "Indices of the k nearest bank entries of each row of `v` (under DDP: searched once, on rank 0)."
+        if not is_dist(): return knn(v, self.bank.bank, self.cfg.k, self.backend)[1]
+        sizes = all_gather_cat(torch.tensor([len(v)], device=v.device)).tolist()
+        vall = all_gather_cat(v)
+        back = broadcast_from_main(lambda: knn(vall, self.bank.bank, self.cfg.k, self.backend)[1],
+                                   (len(vall), self.cfg.k), torch.long, self.device)
+        start = sum(sizes[:rank()])
+        return back[start:start + len(v)]
 
     def step_loss(self, idx, v, epoch):
         "The IR loss during the warm start, the LA loss after it."
         if epoch < self.cfg.ir_epochs: return ir_loss(v, self.bank.bank, idx, self.cfg.t)
-        _, back = knn(v.detach(), self.bank.bank, self.cfg.k, self.backend)
+        back = self.neighbours(v.detach())
         return la_loss(v, self.bank.bank, idx, self.labels, back, self.cfg.t)
 
-# %% ../nbs/02_la.ipynb #a831807a
+    def update_bank(self, idx, v):
+        "Write the step's embeddings into the bank (under DDP: every rank's, on every rank, each image once)."
+        if not is_dist(): return self.bank.update(idx, v)
+        idx, v = all_gather_cat(idx), all_gather_cat(v.detach().float())
+        keep = unique_first(idx)
+        self.bank.update(idx[keep], v[keep])
+
+# %% ../nbs/02_la.ipynb #86fb989b
 def la_train_epoch(tr: LATrainer, epoch: int) -> dict:
     "One LA (or IR) epoch; returns the mean loss and the time it took."
     cfg, t0 = tr.cfg, time.perf_counter()
@@ -207,18 +243,21 @@ def la_train_epoch(tr: LATrainer, epoch: int) -> dict:
     for i, (idx, x, _) in enumerate(tr.loader):
         for g in tr.opt.param_groups: g['lr'] = cfg.lr * lr_factor(epoch + i / nb, cfg.sched())
         with torch.autocast(tr.device.type, dtype=torch.bfloat16, enabled=tr.amp):
-            v = tr.model.embed(x)
+            v = tr.net(x)
         loss = tr.step_loss(idx, v, epoch)
         tr.opt.zero_grad(set_to_none=True); loss.backward(); tr.opt.step()
-        tr.bank.update(idx, v)
+        tr.update_bank(idx, v)
         tot += loss.detach() * len(idx); n += len(idx)
+    if is_dist():
+        t = torch.stack([tot.float(), torch.tensor(float(n), device=tr.device)])
+        torch.distributed.all_reduce(t); tot, n = t[0], float(t[1])
     loss = float(tot) / n
     if not math.isfinite(loss): raise FloatingPointError(f"LA loss became {loss} at epoch {epoch + 1}")
     return dict(epoch=epoch + 1, phase='IR' if epoch < cfg.ir_epochs else 'LA', loss=loss,
                 lr=cfg.lr * lr_factor(epoch, cfg.sched()), cluster_time=t_cluster,
                 epoch_time=time.perf_counter() - t0)
 
-# %% ../nbs/02_la.ipynb #0b231766
+# %% ../nbs/02_la.ipynb #c71f1f60
 @torch.no_grad()
 def embed_images(model, loader, amp=False):
     "Unit-norm embeddings of every image of a (non-augmenting) loader, in order (gathered from all ranks under DDP)."
@@ -249,7 +288,7 @@ def la_monitor(tr: LATrainer) -> dict:
                                                                  s.coarse_of_class)
     return out
 
-# %% ../nbs/02_la.ipynb #80b009fd
+# %% ../nbs/02_la.ipynb #c4238ef9
 def save_la_checkpoint(path, tr: LATrainer, epoch):
     "Atomically save everything needed to resume LA after `epoch`."
     state = dict(model=tr.model.state_dict(), opt=tr.opt.state_dict(), bank=tr.bank.state_dict(), epoch=epoch,
@@ -266,23 +305,26 @@ def load_la_checkpoint(path, tr: LATrainer) -> int:
     tr.bank.load_state_dict(state['bank']); tr.history = state['history']
     return state['epoch'] + 1
 
-def fit_la(split: LTSplit, cfg: LAConfig, device='cpu', ckpt_path=None, stop_after=None, progress=True) -> LATrainer:
+def fit_la(split: LTSplit, cfg: LAConfig, device='cpu', ckpt_path=None, stop_after=None, progress=True,
+           loaders=None) -> LATrainer:
     "Train LA on `split`'s training images, resuming from `ckpt_path` if it exists."
-    tr = LATrainer(split, cfg, device)
+    tr = LATrainer(split, cfg, device, loaders)
     start = load_la_checkpoint(ckpt_path, tr) if ckpt_path and Path(ckpt_path).exists() else 0
-    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, desc='LA epochs', disable=not progress,
-               mininterval=5)
+    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, desc='LA epochs',
+               disable=not progress or not is_main(), mininterval=5)
     for epoch in bar:
         row = la_train_epoch(tr, epoch)
         if (epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs:
             t0 = time.perf_counter(); row.update(la_monitor(tr), monitor_time=time.perf_counter() - t0)
         tr.history.append(row)
-        if ckpt_path: save_la_checkpoint(ckpt_path, tr, epoch)
+        if ckpt_path:
+            if is_main(): save_la_checkpoint(ckpt_path, tr, epoch)
+            barrier()
         bar.set_postfix({k: round(row[k], 2) for k in ('loss', 'knn_top1', 'superclass_agreement') if k in row})
         if stop_after is not None and epoch + 1 >= stop_after: break
     return tr
 
-# %% ../nbs/02_la.ipynb #d9b6ea4c
+# %% ../nbs/02_la.ipynb #953c3bf3
 def la_dir(split: LTSplit, cfg: LAConfig, root='results/la') -> Path:
     "The cache folder of an LA run."
     tag = '' if split.imb_type == 'exp' else f'-{split.imb_type}'
@@ -293,16 +335,23 @@ def _load_la(d: Path) -> dict:
                 metrics=json.loads((d/'metrics.json').read_text()))
 
 def la_embedding(split: LTSplit, cfg: LAConfig, root='results/la', device='auto', progress=True,
-                 stop_after=None) -> dict | None:
+                 stop_after=None, loaders=None) -> dict | None:
     "The cached LA embedding of `split`'s training images, training LA first if needed (None if stopped early)."
     d = la_dir(split, cfg, root)
     if (d/'embedding.npy').exists(): return _load_la(d)
     git, t0 = git_info(), time.time()
-    write_json(d/'la_config.json', dict(asdict(cfg), dataset=split.name, imb=split.imb, imb_type=split.imb_type,
-                                        subset_seed=split.subset_seed, n_train=len(split.y_train)))
-    tr = fit_la(split, cfg, pick_device(device), d/'ckpt.pt', stop_after, progress)
+    if is_main():
+        write_json(d/'la_config.json', dict(asdict(cfg), dataset=split.name, imb=split.imb, imb_type=split.imb_type,
+                                            subset_seed=split.subset_seed, n_train=len(split.y_train)))
+    tr = fit_la(split, cfg, pick_device(device), d/'ckpt.pt', stop_after, progress, loaders)
     if len(tr.history) < cfg.epochs: return None
-    emb = embed_images(tr.model, tr.plain, tr.amp).cpu()
+    emb = embed_images(tr.model, tr.plain, tr.amp).cpu()  # every rank takes part under DDP; rank 0 writes
+    if is_main(): _save_la(d, tr, emb, git, t0)
+    barrier()
+    return _load_la(d)
+
+def _save_la(d, tr, emb, git, t0):
+    cfg = tr.cfg
     write_csv(d/'history.csv', tr.history)
     atomic_write(d/'model.pt', lambda f: torch.save({k: v.cpu() for k, v in tr.model.state_dict().items()}, f))
     last = [r for r in tr.history if 'knn_top1' in r][-1]
@@ -312,9 +361,8 @@ def la_embedding(split: LTSplit, cfg: LAConfig, root='results/la', device='auto'
         epochs=cfg.epochs, la_epoch_time_s=dict(median=float(np.median(epoch_s)), mean=float(np.mean(epoch_s)),
                                                 total=float(np.sum(epoch_s))),  # median: robust to shared cores
         monitor_time_s=float(sum(r.get('monitor_time', 0) for r in tr.history)), process_time_s=time.time() - t0,
-        device=str(tr.device), git=git, env=env_info(tr.device)))
+        device=str(tr.device), world_size=world_size(), git=git, env=env_info(tr.device)))
     def save_emb(f):
         with open(f, 'wb') as fh: np.save(fh, emb.numpy().astype(np.float32))
     atomic_write(d/'embedding.npy', save_emb)  # last: marks the run complete
     (d/'ckpt.pt').unlink(missing_ok=True)
-    return _load_la(d)
