@@ -18,3 +18,8 @@ def real_cifar100():
     if d is None: pytest.skip('set VISPRIOR_DATA to a folder with cifar100.npz to run the real-data checks')
     from visprior.data import load_cifar
     return load_cifar('cifar100', d, download=False)
+
+
+def pytest_configure(config):
+    # torchvision 0.29 marks its JPEG codecs deprecated in favour of TorchCodec (not installed here); they still work
+    config.addinivalue_line('filterwarnings', 'ignore:The image decoding and encoding capabilities:DeprecationWarning')

@@ -21,16 +21,17 @@ from .utils import atomic_write, env_info, git_info, resolve_out_dir, write_csv,
 from .dist import barrier, is_dist, is_main, rank, world_size
 
 # %% auto #0
-__all__ = ['INITS', 'GROUP_COLOURS', 'RunParams', 'make_params', 'params_from_namespace', 'plot_per_class', 'save_figure',
-           'run_experiment']
+__all__ = ['INITS', 'RUN_DATASETS', 'GROUP_COLOURS', 'RunParams', 'make_params', 'params_from_namespace', 'plot_per_class',
+           'save_figure', 'load_split', 'build_loaders', 'run_experiment']
 
 # %% ../nbs/06_experiment.ipynb #00b77961
 INITS = ('scratch', 'ssl')
+RUN_DATASETS = (*DATASETS, 'inat2018')  # 'inat2018' reads <data>/inat2018/ (official JSON or the LT lists)
 
 @dataclass
 class RunParams:
     "Every parameter of one CIFAR-LT run (defaults: the paper's)."
-    dataset: str = 'cifar100'      # 'cifar100', 'cifar10' or 'synthetic' (tiny, for tests)
+    dataset: str = 'cifar100'      # 'cifar100', 'cifar10', 'synthetic' (tiny, for tests) or 'inat2018'
     imb: float = 100               # imbalance ratio n_max / n_min (1 = balanced)
     imb_type: str = 'exp'          # 'exp' or 'step'
     subset_seed: int = 0           # seed that picks the long-tailed subset's images (0 = the published subsets)
@@ -67,6 +68,8 @@ class RunParams:
     la_kmeans: int = 3             # LA clusterings H
     la_root: str = 'results/la'    # LA embedding cache (relative = to the project root)
     compile: bool = False          # torch.compile the training forward (GPUs, long runs)
+    image_size: int = 224          # inat2018: training / evaluation crop size
+    workers: int = 4               # inat2018: DataLoader worker processes per rank (JPEG decoding)
     device: str = 'auto'           # 'auto', 'cpu', 'cuda' or 'cuda:N'
     data_dir: str | None = None    # data folder; None = $VISPRIOR_DATA, else ~/.cache/visprior
     out_dir: str = 'results/runs'  # where run folders go (relative = to the project root)
@@ -81,7 +84,7 @@ class RunParams:
         def need(ok, name, what):
             if not ok: raise ValueError(f"{name}={getattr(self, name)!r} is invalid: {what}")
         isint = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-        need(self.dataset in DATASETS, 'dataset', f'valid: {DATASETS}')
+        need(self.dataset in RUN_DATASETS, 'dataset', f'valid: {RUN_DATASETS}')
         need(isinstance(self.imb, (int, float)) and not isinstance(self.imb, bool) and self.imb >= 1, 'imb',
              'the imbalance ratio must be a number >= 1 (1 = balanced)')
         need(self.imb_type in IMB_TYPES, 'imb_type', f'valid: {IMB_TYPES}')
@@ -103,7 +106,7 @@ class RunParams:
         need(isnum(self.kd_T) and self.kd_T > 0, 'kd_T', 'must be > 0')
         need(isnum(self.kd_alpha) and 0 <= self.kd_alpha <= 1, 'kd_alpha', 'must be in [0, 1]')
         for name, lo in (('knn_k', 1), ('la_epochs', 1), ('la_k', 1), ('la_clusters', 2), ('la_kmeans', 1),
-                         ('crt_epochs', 1)):
+                         ('crt_epochs', 1), ('image_size', 16), ('workers', 0)):
             need(isint(getattr(self, name)) and getattr(self, name) >= lo, name, f'must be an integer >= {lo}')
         need(self.method in METHODS, 'method', f'valid: {tuple(METHODS)}')
         need(self.model in MODELS, 'model', f'valid: {tuple(MODELS)}')
@@ -119,13 +122,14 @@ class RunParams:
         "The run folder's name."
         extra = ('' if self.imb_type == 'exp' else f'-{self.imb_type}') + (f'-ss{self.subset_seed}' if self.subset_seed else '')
         init = '-ssl' if self.init == 'ssl' else ''
+        if self.dataset == 'inat2018': return f"inat2018-{self.method}{init}-s{self.seed}"  # its imbalance is fixed
         return f"{self.dataset}-lt{self.imb:g}{extra}-{self.method}{init}-s{self.seed}"
 
     def method_hparams(self) -> dict:
         "What the method's constructor receives: the method parameters, and where the matching CE run lives."
         names = ('alpha', 'T', 'alpha_power', 'knn_k', 'tau', 'focal_gamma', 'cb_beta', 'ldam_max_m', 'ldam_s', 'drw_at',
                  'ls_eps', 'kd_T', 'kd_alpha', 'crt_epochs', 'la_epochs', 'la_k', 'la_clusters', 'la_kmeans', 'la_root',
-                 'device')
+                 'device', 'model', 'image_size', 'workers')
         ce = replace(self, method='ce', init='scratch')
         return {**{k: getattr(self, k) for k in names}, 'ce_run': str(resolve_out_dir(self.out_dir)/ce.name),
                 'run_params': asdict(ce)}
@@ -168,7 +172,7 @@ def save_figure(fig, path):
     plt.close(fig)
 
 # %% ../nbs/06_experiment.ipynb #8783b41b
-_NOT_IDENTITY = ('data_dir', 'out_dir', 'device', 'compile')  # where and how fast, not what, a run computes
+_NOT_IDENTITY = ('data_dir', 'out_dir', 'device', 'compile', 'workers')  # where and how fast, not what, a run computes
 
 def _prepare_run_dir(p: RunParams) -> tuple[Path, dict | None]:
     run_dir = resolve_out_dir(p.out_dir)/p.name
@@ -187,6 +191,30 @@ def _prepare_run_dir(p: RunParams) -> tuple[Path, dict | None]:
     barrier()
     return run_dir, None
 
+def load_split(p: RunParams):
+    "The run's data: a CIFAR-LT subset (with its validation split), or iNaturalist 2018."
+    if p.dataset == 'inat2018':
+        from visprior.inat import inat_split
+        return inat_split(p.data_dir)
+    return cifar_lt(p.dataset, p.imb, p.imb_type, p.subset_seed, p.data_dir, val_per_class=p.val_per_class)
+
+def build_loaders(p: RunParams, split, method, device):
+    "Train, test and validation (or None) loaders; under DDP each rank takes batch_size / world of each batch."
+    if p.batch_size % world_size():
+        raise ValueError(f"batch_size={p.batch_size} must be divisible by the number of processes ({world_size()})")
+    bs, dd = p.batch_size // world_size(), is_dist()
+    if p.dataset == 'inat2018':  # JPEGs decoded by DataLoader workers: the data does not fit in memory
+        from visprior.inat import INatLoader, JPEGDataset
+        kw = dict(device=device, seed=p.seed, workers=p.workers, distributed=dd)
+        return (INatLoader(JPEGDataset(split.train_paths, split.y_train, True, p.image_size), bs, True,
+                           weights=method.sample_weights(), **kw),
+                INatLoader(JPEGDataset(split.test_paths, split.y_test, False, p.image_size), bs, False, **kw), None)
+    tr, te = make_loaders(split, bs, device, p.seed, weights=method.sample_weights(), distributed=dd)
+    va = None
+    if split.y_val is not None and len(split.y_val):
+        va = DeviceLoader(split.x_val, split.y_val, 512, mean=te.mean, std=te.std, device=device, distributed=dd)
+    return tr, te, va
+
 def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> dict:
     "Train and evaluate one run, writing its folder; a finished run is loaded, not redone."
     p = make_params(**params) if isinstance(params, dict) else params.validate()
@@ -194,23 +222,16 @@ def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> 
     if done is not None:
         print(f'{run_dir} is complete: loaded, not re-run'); return done
     t0, git = time.time(), git_info()  # the code as it was when the run started
-    split = cifar_lt(p.dataset, p.imb, p.imb_type, p.subset_seed, p.data_dir, val_per_class=p.val_per_class)
+    split = load_split(p)
     device = pick_device(p.device)
     torch.manual_seed(p.seed)
     method = create_method(p.method, split, progress=progress, **p.method_hparams())
     model = create_model(p.model, split.num_classes, **method.model_kwargs)
     if p.init == 'ssl':
-        cfg_la = la_config(p.la_epochs, p.la_k, p.la_clusters, p.la_kmeans, model=p.model)
-        load_la_backbone(model, la_embedding(split, cfg_la, p.la_root, device, progress))
+        cfg_la = la_config(p.la_epochs, p.la_k, p.la_clusters, p.la_kmeans, model=p.model, image_size=p.image_size)
+        load_la_backbone(model, la_embedding(split, cfg_la, p.la_root, device, progress, workers=p.workers))
     model = model.to(device)
-    if p.batch_size % world_size():
-        raise ValueError(f"batch_size={p.batch_size} must be divisible by the number of processes ({world_size()})")
-    dd = is_dist()  # under DDP each rank takes batch_size / world images of every global batch
-    tr, te = make_loaders(split, p.batch_size // world_size(), device, p.seed, weights=method.sample_weights(),
-                          distributed=dd)
-    va = None
-    if split.y_val is not None and len(split.y_val):
-        va = DeviceLoader(split.x_val, split.y_val, 512, mean=te.mean, std=te.std, device=device, distributed=dd)
+    tr, te, va = build_loaders(p, split, method, device)
     cfg = method.train_config(p.train_config())  # decoupled methods train fewer epochs, or none
     history, logits, y, summ = fit(model, method, tr, te, cfg, split.groups, run_dir/'ckpt.pt', stop_after, progress,
                                    val_dl=va)

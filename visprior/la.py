@@ -87,11 +87,12 @@ def la_loss(v, bank, idx, labels, back_idx, t=0.07):
 # %% ../nbs/02_la.ipynb #e4a5b944
 class SSLAugment:
     "Batched SimCLR-style augmentation of a uint8 batch, returning floats in [0, 255]."
-    def __init__(self, size=32, scale=(0.2, 1.0), jitter=0.4, hue=0.4, gray=0.2):
+    def __init__(self, size=32, scale=(0.2, 1.0), jitter=0.4, hue=0.4, gray=0.2, crop=True, flip=True):
         import kornia.augmentation as K
-        self.aug = nn.Sequential(K.RandomResizedCrop((size, size), scale=scale),
+        # crop=False, flip=False: the colour part alone, for loaders that crop and flip already (iNaturalist's workers)
+        self.aug = nn.Sequential(*([K.RandomResizedCrop((size, size), scale=scale)] if crop else []),
                                  K.ColorJitter(jitter, jitter, jitter, hue, p=1.0),
-                                 K.RandomGrayscale(p=gray), K.RandomHorizontalFlip())
+                                 K.RandomGrayscale(p=gray), *([K.RandomHorizontalFlip()] if flip else []))
 
     def __call__(self, x, generator):
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
@@ -142,6 +143,7 @@ class LAConfig:
     knn_every: int = 5           # monitor period (epochs)
     model: str = 'resnet32'      # backbone
     proj_dim: int = 128          # embedding size
+    image_size: int = 224        # crop size, for JPEG datasets (iNaturalist) only
 
     def validate(self):
         "Raise a clear error on an invalid value."
@@ -162,7 +164,9 @@ class LAConfig:
 
     def key(self) -> str:
         "A short hash of the configuration, for the embedding cache."
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        d = asdict(self)
+        if d['image_size'] == 224: del d['image_size']  # added later: at its default, older caches keep their key
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 # %% ../nbs/02_la.ipynb #a831807a
 class _Embedder(nn.Module):
@@ -172,7 +176,7 @@ class _Embedder(nn.Module):
 
 class LATrainer:
     "Local Aggregation on one split's training images (labels are never given to it)."
-    def __init__(self, split: LTSplit, cfg: LAConfig, device='cpu', loaders=None):
+    def __init__(self, split: LTSplit, cfg: LAConfig, device='cpu', loaders=None, workers=4):
         self.split, self.cfg, self.device = split, cfg.validate(), torch.device(device)
         if cfg.batch_size % world_size():
             raise ValueError(f"LA batch_size={cfg.batch_size} must be divisible by the {world_size()} processes")
@@ -183,7 +187,8 @@ class LATrainer:
         self.bank = MemoryBank(len(split.y_train), cfg.proj_dim, cfg.bank_momentum, cfg.seed).to(self.device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
-        if loaders is None: loaders = self._array_loaders(split, cfg)
+        if loaders is None:
+            loaders = self._jpeg_loaders(split, cfg, workers) if hasattr(split, 'train_paths') else self._array_loaders(split, cfg)
         self.loader, self.plain, self.test = loaders  # augmented train, plain train, test (monitor only)
         self.net = _Embedder(self.model)
         if is_dist():
@@ -201,6 +206,17 @@ class LATrainer:
                              augment=SSLAugment(), **kw),
                 DeviceLoader(split.x_train, zeros, 512, **kw),
                 DeviceLoader(split.x_test, split.y_test, 512, **kw))  # labels score the embedding, never train it
+
+    def _jpeg_loaders(self, split, cfg, workers):
+        "JPEG loaders (iNaturalist): crop (scale 0.2-1) and flip in the workers, colour jitter and grayscale on device."
+        from visprior.inat import INatLoader, JPEGDataset
+        kw = dict(device=self.device, seed=cfg.seed, workers=workers, distributed=is_dist(), channels_last=True)
+        zeros = np.zeros(len(split.y_train), np.int64)
+        bs = cfg.batch_size // world_size()
+        return (INatLoader(JPEGDataset(split.train_paths, zeros, True, cfg.image_size, scale=(0.2, 1.0)), bs, True,
+                           augment=SSLAugment(cfg.image_size, crop=False, flip=False), **kw),
+                INatLoader(JPEGDataset(split.train_paths, zeros, False, cfg.image_size), bs, False, **kw),
+                INatLoader(JPEGDataset(split.test_paths, split.y_test, False, cfg.image_size), bs, False, **kw))
 
     def cluster(self, epoch):
         "Fresh k-means clusterings of the bank (called at the start of every LA epoch; rank 0 under DDP)."
@@ -306,9 +322,9 @@ def load_la_checkpoint(path, tr: LATrainer) -> int:
     return state['epoch'] + 1
 
 def fit_la(split: LTSplit, cfg: LAConfig, device='cpu', ckpt_path=None, stop_after=None, progress=True,
-           loaders=None) -> LATrainer:
+           loaders=None, workers=4) -> LATrainer:
     "Train LA on `split`'s training images, resuming from `ckpt_path` if it exists."
-    tr = LATrainer(split, cfg, device, loaders)
+    tr = LATrainer(split, cfg, device, loaders, workers)
     start = load_la_checkpoint(ckpt_path, tr) if ckpt_path and Path(ckpt_path).exists() else 0
     bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, desc='LA epochs',
                disable=not progress or not is_main(), mininterval=5)
@@ -335,7 +351,7 @@ def _load_la(d: Path) -> dict:
                 metrics=json.loads((d/'metrics.json').read_text()))
 
 def la_embedding(split: LTSplit, cfg: LAConfig, root='results/la', device='auto', progress=True,
-                 stop_after=None, loaders=None) -> dict | None:
+                 stop_after=None, loaders=None, workers=4) -> dict | None:
     "The cached LA embedding of `split`'s training images, training LA first if needed (None if stopped early)."
     d = la_dir(split, cfg, root)
     if (d/'embedding.npy').exists(): return _load_la(d)
@@ -343,7 +359,7 @@ def la_embedding(split: LTSplit, cfg: LAConfig, root='results/la', device='auto'
     if is_main():
         write_json(d/'la_config.json', dict(asdict(cfg), dataset=split.name, imb=split.imb, imb_type=split.imb_type,
                                             subset_seed=split.subset_seed, n_train=len(split.y_train)))
-    tr = fit_la(split, cfg, pick_device(device), d/'ckpt.pt', stop_after, progress, loaders)
+    tr = fit_la(split, cfg, pick_device(device), d/'ckpt.pt', stop_after, progress, loaders, workers)
     if len(tr.history) < cfg.epochs: return None
     emb = embed_images(tr.model, tr.plain, tr.amp).cpu()  # every rank takes part under DDP; rank 0 writes
     if is_main(): _save_la(d, tr, emb, git, t0)

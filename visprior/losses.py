@@ -189,7 +189,8 @@ class TauNorm(_FromCE):
         model.load_state_dict(self.ce_state())
         s = self.split
         if s.y_val is None or not len(s.y_val):
-            raise ValueError("tau_norm picks tau on the held-out validation split: run with val_per_class > 0")
+            raise ValueError("tau_norm picks tau on a held-out validation split, and this run has none: use "
+                             "val_per_class > 0 (CIFAR); iNaturalist has no split apart from val2018, its test set")
         dev = next(model.parameters()).device
         mean, std = s.stats()
         model.eval()
@@ -209,9 +210,10 @@ class TauNorm(_FromCE):
 class KNN(Method):
     "Weighted kNN (k = 200, t = 0.07) on the cached LA embedding; no supervised training."
     def __init__(self, split=None, la_epochs=200, la_k=1024, la_clusters=200, la_kmeans=3, la_root='results/la',
-                 device='auto', progress=True, **hparams):
+                 device='auto', progress=True, model='resnet32', image_size=224, workers=4, **hparams):
         super().__init__(split, **hparams)
-        self.la = la_embedding(split, la_config(la_epochs, la_k, la_clusters, la_kmeans), la_root, device, progress)
+        self.la = la_embedding(split, la_config(la_epochs, la_k, la_clusters, la_kmeans, model=model,
+                                                image_size=image_size), la_root, device, progress, workers=workers)
     def setup(self, model):
         self.dev = next(model.parameters()).device
         self.net = load_la_network(self.la, self.dev)

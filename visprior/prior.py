@@ -53,9 +53,11 @@ def instance_targets(emb, y, num_classes, k=10, alpha=0.1, backend='faiss') -> t
     return (1 - alpha) * F.one_hot(y, num_classes).double() + alpha * hist
 
 # %% ../nbs/03_prior.ipynb #ee9d14b1
-def la_config(la_epochs=200, la_k=1024, la_clusters=200, la_kmeans=3, seed=0, model='resnet32') -> LAConfig:
+def la_config(la_epochs=200, la_k=1024, la_clusters=200, la_kmeans=3, seed=0, model='resnet32',
+              image_size=224) -> LAConfig:
     "The LA configuration of a run (paper defaults except the documented ~10k-image scaling)."
     return LAConfig(epochs=la_epochs, k=la_k, n_clusters=la_clusters, n_kmeans=la_kmeans, seed=seed, model=model,
+                    image_size=image_size,
                     ir_epochs=min(10, max(la_epochs // 10, 1)) if la_epochs < 100 else 10)
 
 def load_la_backbone(model, la: dict):
@@ -71,9 +73,11 @@ def load_la_backbone(model, la: dict):
 class _PriorBase(Method):
     "Shared set-up: LA embedding, class similarity, class-level soft targets."
     def __init__(self, split: LTSplit = None, alpha=0.1, T=0.1, alpha_power=0.0, la_epochs=200, la_k=1024,
-                 la_clusters=200, la_kmeans=3, la_root='results/la', device='auto', progress=True, **hparams):
+                 la_clusters=200, la_kmeans=3, la_root='results/la', device='auto', progress=True, model='resnet32',
+                 image_size=224, workers=4, **hparams):
         super().__init__(split, alpha=alpha, T=T, alpha_power=alpha_power, **hparams)
-        self.la = la_embedding(split, la_config(la_epochs, la_k, la_clusters, la_kmeans), la_root, device, progress)
+        self.la = la_embedding(split, la_config(la_epochs, la_k, la_clusters, la_kmeans, model=model,
+                                                image_size=image_size), la_root, device, progress, workers=workers)
         self.S = class_similarity(self.la['emb'], split.y_train, split.num_classes).float()
         self.Q = soft_targets(self.S, alpha, T, split.counts, alpha_power).float()
 
@@ -98,7 +102,7 @@ class _PriorBase(Method):
         s = self.split
         if s.coarse_of_class is not None:
             save_figure(plot_similarity(self.S, s.coarse_of_class, s.coarse_classes), Path(run_dir)/'similarity_heatmap.png')
-        if probs is not None:
+        if probs is not None and getattr(s, 'x_test', None) is not None:  # in-memory images (CIFAR)
             save_figure(plot_soft_predictions(s.x_test, s.y_test, probs, self.Q.cpu(), s.classes),
                         Path(run_dir)/'soft_predictions.png')
 
