@@ -101,3 +101,14 @@ def test_killed_mid_run_resumes_to_the_same_result(fixture, tmp_path):
     a, b = (_history(tmp_path/d/'inat2018-ce-s0') for d in ('killed', 'straight'))
     assert [r['epoch'] for r in a] == ['1', '2', '3', '4']
     assert a == b                                           # bit for bit the run that was never killed
+
+
+def test_run_inat_notebook_launches_torchrun(fixture, tmp_path):
+    args = [sys.executable, '-m', 'papermill', str(ROOT/'nbs'/'run_inat.ipynb'), str(tmp_path/'out.ipynb')]
+    for k, v in dict(nproc=2, data_dir=fixture, model='resnet50_tiny', image_size=64, workers=0, epochs=1, batch_size=16,
+                     warmup_epochs=0, eval_every=1, lr=0.01, out_dir=tmp_path/'runs').items():
+        args += ['-p', k, str(v)]
+    r = subprocess.run(args, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = json.loads((tmp_path/'runs'/'inat2018-ce-s0'/'metrics.json').read_text())
+    assert m['budget']['epochs'] == 1 and m['n_test'] == 18 and 'torchrun' in (tmp_path/'out.ipynb').read_text()

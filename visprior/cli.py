@@ -12,7 +12,7 @@ from .experiment import RunParams, make_params, run_experiment
 from .dist import init_from_env, is_dist, is_main
 
 # %% auto #0
-__all__ = ['build_parser', 'params_from_args', 'main']
+__all__ = ['build_parser', 'params_from_args', 'params_to_toml', 'main']
 
 # %% ../nbs/10_cli.ipynb #831b1a3f
 def _bool(s):
@@ -45,7 +45,17 @@ def params_from_args(argv=None) -> tuple[RunParams, bool]:
         base = tomllib.loads(Path(cfg).read_text())
     return make_params(**{**base, **a}), quiet
 
-# %% ../nbs/10_cli.ipynb #a04eb7de
+# %% ../nbs/10_cli.ipynb #873dafa1
+def params_to_toml(p: RunParams, path) -> Path:
+    "Write a RunParams as a flat TOML table that `--config` reads back."
+    import json
+    from dataclasses import asdict
+    from visprior.utils import atomic_write
+    fmt = lambda v: ('true' if v else 'false') if isinstance(v, bool) else json.dumps(v) if isinstance(v, str) else repr(v)
+    text = ''.join(f'{k} = {fmt(v)}\n' for k, v in asdict(p).items() if v is not None)
+    return atomic_write(path, lambda f: Path(f).write_text(text))
+
+# %% ../nbs/10_cli.ipynb #d6f71f39
 def main(argv=None):
     "Entry point of `visprior-train` and `python -m visprior.cli`."
     p, quiet = params_from_args(argv)
@@ -59,6 +69,6 @@ def main(argv=None):
             import torch.distributed as dist
             dist.destroy_process_group()
 
-# %% ../nbs/10_cli.ipynb #873dafa1
+# %% ../nbs/10_cli.ipynb #2fd08fa1
 #| eval: false
 if __name__ == '__main__': main()

@@ -12,11 +12,11 @@ from .experiment import make_params, RunParams
 from .utils import project_root, resolve_out_dir
 
 # %% auto #0
-__all__ = ['FROM_CE', 'load_grid', 'run_dir_of', 'is_done', 'select', 'commit_run', 'run_grid', 'main']
+__all__ = ['FROM_CE', 'read_grid', 'load_grid', 'run_dir_of', 'is_done', 'select', 'commit_run', 'run_grid', 'main']
 
 # %% ../nbs/08_grid.ipynb #4d8fcfe3
 FROM_CE = ('kd', 'crt', 'tau_norm', 'logit_adjust_posthoc')  # methods that start from the matching CE run
-_TOP = {'notebook', 'defaults', 'runs', 'description'}
+_TOP = {'notebook', 'defaults', 'runs', 'description', 'notebook_params'}
 
 def _expand(block: dict) -> list[dict]:
     "Cross product of the list-valued keys of one block."
@@ -24,14 +24,20 @@ def _expand(block: dict) -> list[dict]:
     vals = [v if isinstance(v, list) else [v] for v in block.values()]
     return [dict(zip(keys, combo)) for combo in itertools.product(*vals)]
 
-def load_grid(path) -> tuple[Path, list[RunParams]]:
-    "The run notebook and the validated, de-duplicated, dependency-ordered runs of a grid file."
+def read_grid(path) -> dict:
+    "The raw grid file, checked for its top-level keys."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"grid file {path} does not exist")
     try: g = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e: raise ValueError(f"grid file {path} is not valid TOML: {e}") from None
     extra = set(g) - _TOP
     if extra: raise ValueError(f"grid file {path}: unknown top-level key(s) {sorted(extra)}; valid: {sorted(_TOP)}")
+    return g
+
+def load_grid(path) -> tuple[Path, list[RunParams]]:
+    "The run notebook and the validated, de-duplicated, dependency-ordered runs of a grid file."
+    path = Path(path)
+    g = read_grid(path)
     if 'notebook' not in g or not g.get('runs'):
         raise ValueError(f"grid file {path} needs a 'notebook' and at least one [[runs]] block")
     nb = (path.parent/g['notebook']).resolve()
@@ -95,6 +101,7 @@ def run_grid(path, dry_run=False, keep_going=False, log=print, kernel='python3',
     "Run every unfinished run of a grid file (optionally only those matching `only`); returns what happened."
     nb, runs = load_grid(path)
     runs = select(runs, only)
+    extra = read_grid(path).get('notebook_params', {})  # the notebook's own parameters (e.g. run_inat's nproc)
     todo = [p for p in runs if not is_done(p)]
     log(f"{path}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run")
     if dry_run:
@@ -106,7 +113,7 @@ def run_grid(path, dry_run=False, keep_going=False, log=print, kernel='python3',
         d = run_dir_of(p); d.mkdir(parents=True, exist_ok=True)
         eta = '' if ran == 0 else f", ~{(time.time() - t0) / ran * (len(todo) - i + 1) / 60:.0f} min left"
         log(f"[{i}/{len(todo)}] {d}  ({(time.time() - t0) / 60:.0f} min elapsed{eta})")
-        params = asdict(p)
+        params = {**asdict(p), **extra}
         try:
             pm.execute_notebook(str(nb), str(d/'run.ipynb'), parameters=params, cwd=str(project_root()),
                                 kernel_name=kernel, progress_bar=False)
