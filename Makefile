@@ -1,8 +1,6 @@
 # Small conveniences; the README's commands work without make.
 .PHONY: test export bench cpu30 la-budget la prior grid sweep paper grid-paper200
 
-CPU30 = -p imb 100 -p epochs 30 -p schedule cosine -p out_dir results/runs/cpu30
-
 test:        ## notebooks' checks, then the pytest suite
 	nbdev_test && pytest -q tests
 
@@ -24,9 +22,8 @@ grid-paper200: ## the 200-epoch paper budget, for GPUs
 paper:       ## every table and figure in results/tables and results/figures, from the saved runs only
 	papermill nbs/paper.ipynb out-paper.ipynb
 
-cpu30:       ## the CPU-budget CE run on CIFAR-100-LT (rho=100): 30 epochs, cosine
-	mkdir -p results/runs/cpu30/cifar100-lt100-ce-s0
-	papermill nbs/run_cifar_lt.ipynb results/runs/cpu30/cifar100-lt100-ce-s0/run.ipynb $(CPU30)
+cpu30:       ## the CPU-budget CE run on CIFAR-100-LT (rho=100, seed 0): 30 epochs, cosine
+	python -m visprior.grid nbs/grids/cpu30.toml --only imb=100 --only seed=0 --only init=scratch --only method=ce
 
 la-budget:   ## LA configurations compared at 15 epochs, without the test set -> results/la_budget/
 	mkdir -p results/la_budget
@@ -37,6 +34,5 @@ la:          ## LA at the default configuration, 200 epochs (resumable; cached i
 	papermill nbs/la_budget.ipynb results/la_budget/e200/run.ipynb -p epochs 200 -p configs k1024-c200-h3 \
 	  -p out_dir results/la_budget/e200
 
-prior:       ## the prior from scratch and from the LA backbone, at the CPU budget (runs LA first if not cached)
-	for init in scratch ssl; do n=cifar100-lt100-prior$$( [ $$init = ssl ] && echo -ssl )-s0; mkdir -p results/runs/cpu30/$$n; \
-	  papermill nbs/run_cifar_lt.ipynb results/runs/cpu30/$$n/run.ipynb $(CPU30) -p method prior -p init $$init || exit 1; done
+prior:       ## issue 3's runs: CE, the prior and kNN, from scratch and from the LA backbone, rho=100, seed 0 (LA first if not cached)
+	python -m visprior.grid nbs/grids/cpu30.toml --only imb=100 --only seed=0 --only method=ce,prior,knn
