@@ -135,7 +135,7 @@ def _maxrss_mb():
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-def inat_estimate(batch=16, steps=4, jpeg_n=48, gpu_tflops=100.0, la_clusters=10_000, la_kmeans=3, la_k=4096) -> dict:
+def inat_estimate(batch=16, steps=8, jpeg_n=48, gpu_tflops=60.0, la_clusters=10_000, la_kmeans=3, la_k=4096) -> dict:
     "Measured CPU figures for ResNet-50 / iNaturalist, and per-epoch estimates derived from them."
     import faiss, time
     from torch.utils.flop_counter import FlopCounterMode
@@ -195,13 +195,13 @@ def inat_markdown(r) -> str:
         f"- Peak memory growth of the process over model creation and one training step at batch {r['batch']}: "
         f"{r['peak_rss_growth_mb']:,.0f} MB.",
         f"- JPEG decode + random-resized-crop + flip of an 800 x 600 JPEG: {r['jpeg_decode_crop_per_s_per_core']:.0f} "
-        "images/s on one process.",
+        "images/s on one process (random-noise JPEGs, larger and slower to decode than photographs: a conservative rate).",
         f"- faiss k-means, {r['kmeans_measured']['n']:,} x 128 points, {r['kmeans_measured']['clusters']} clusters, "
         f"20 iterations: {r['kmeans_measured']['seconds']:.1f} s.", '',
         '## Estimates (not measurements)', '',
         f"- One supervised epoch (437,513 images) on this CPU: ~{e['cpu_epoch_hours']:.0f} hours: not a CPU job.",
         f"- On GPUs, **assuming** a sustained {r['assumed_gpu_tflops']:.0f} TFLOP/s per GPU in bf16 (an assumption, "
-        f"roughly a third of an A100's dense bf16 peak; not measured here): ~{e['gpu_images_per_s_per_gpu']:,.0f} images/s "
+        f"about a fifth of an A100's dense bf16 peak of 312; not measured here): ~{e['gpu_images_per_s_per_gpu']:,.0f} images/s "
         f"per GPU, so an epoch takes ~{e['gpu_epoch_minutes']['1_gpus']:.0f} min on 1 GPU, "
         f"~{e['gpu_epoch_minutes']['8_gpus']:.1f} min on 8 and ~{e['gpu_epoch_minutes']['16_gpus']:.1f} min on 16; "
         f"90 epochs on 8 GPUs ~{90 * e['gpu_epoch_minutes']['8_gpus'] / 60:.1f} h.",
