@@ -13,9 +13,9 @@ import pandas as pd
 from .utils import atomic_write, markdown_table
 
 # %% auto #0
-__all__ = ['PUBLISHED', 'load_runs', 'method_label', 'summarize_runs', 'table_markdown', 'load_history', 'epochs_to_reach',
-           'top1_at_time', 'plot_per_class_pair', 'plot_convergence', 'reliability', 'plot_reliability', 'write_table',
-           'copy_figure']
+__all__ = ['PRIOR_DEFAULTS', 'PUBLISHED', 'load_runs', 'method_label', 'summarize_runs', 'table_markdown', 'load_history',
+           'epochs_to_reach', 'top1_at_time', 'plot_per_class_pair', 'plot_convergence', 'reliability',
+           'plot_reliability', 'write_table', 'copy_figure']
 
 # %% ../nbs/09_report.ipynb #53928eb1
 def load_runs(root) -> pd.DataFrame:
@@ -34,9 +34,14 @@ def load_runs(root) -> pd.DataFrame:
     if not rows: raise FileNotFoundError(f"no finished run (a folder with metrics.json and params.json) under {root}")
     return pd.DataFrame(rows)
 
-def method_label(method, init='scratch') -> str:
-    "How a method is named in tables: the method, plus '(LA init)' when fine-tuned from the LA backbone."
-    return method + (' (LA init)' if init == 'ssl' else '')
+PRIOR_DEFAULTS = dict(alpha=0.1, T=0.1, alpha_power=0.0)
+
+def method_label(method, init='scratch', alpha=0.1, T=0.1, alpha_power=0.0) -> str:
+    "A method's name in tables: '(LA init)' when fine-tuned from LA; a prior's α, T, p when not the defaults."
+    extra = ''
+    if method.startswith('prior') and (alpha, T, alpha_power) != tuple(PRIOR_DEFAULTS.values()):
+        extra = f' [α {alpha:g}, T {T:g}' + (f', α ∝ n^{alpha_power:g}]' if alpha_power else ']')
+    return method + extra + (' (LA init)' if init == 'ssl' else '')
 
 # %% ../nbs/09_report.ipynb #ab795586
 PUBLISHED = {  # CIFAR-100-LT top-1, ResNet-32, 200 epochs, best-of-run, one seed (../shared/REFERENCE.md)
@@ -54,12 +59,19 @@ def _pm(v) -> str:
 def summarize_runs(df: pd.DataFrame) -> pd.DataFrame:
     "Mean and sample std over seeds per (dataset, imb, method, init), with the seeds used and the published number."
     out = []
-    for (ds, imb, method, init), g in df.groupby(['dataset', 'imb', 'method', 'init'], sort=False):
-        for col in ('epochs', 'schedule', 'subset_seed', 'alpha', 'T', 'alpha_power'):
+    df = df.copy()
+    for k, v in PRIOR_DEFAULTS.items():  # the prior's settings only distinguish prior runs
+        df.loc[~df.method.str.startswith('prior'), k] = v
+    for (ds, imb, method, init, a, t, pw), g in df.groupby(['dataset', 'imb', 'method', 'init', 'alpha', 'T',
+                                                             'alpha_power'], sort=False):
+        label = method_label(method, init, a, t, pw)
+        for col in ('epochs', 'schedule', 'subset_seed'):
             if g[col].nunique() > 1:
-                raise ValueError(f"runs of {method_label(method, init)} at imb {imb:g} differ in {col} "
+                raise ValueError(f"runs of {label} at imb {imb:g} differ in {col} "
                                  f"({sorted(g[col].unique())}): aggregate them from separate folders")
-        row = dict(dataset=ds, imb=imb, method=method_label(method, init), seeds=','.join(map(str, sorted(g.seed))),
+        if g.seed.duplicated().any():
+            raise ValueError(f"{label} at imb {imb:g} has two runs with the same seed: {sorted(g.dir)}")
+        row = dict(dataset=ds, imb=imb, method=label, seeds=','.join(map(str, sorted(g.seed))),
                    n=len(g), epochs=int(g.epochs.iloc[0]), schedule=g.schedule.iloc[0])
         for k in _METRICS:
             row[f'{k}_mean'] = float(g[k].mean()); row[f'{k}_std'] = float(g[k].std(ddof=1)) if len(g) > 1 else np.nan
