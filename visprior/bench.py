@@ -43,7 +43,7 @@ def conventional_loader(split, batch_size=128, workers=2, device='cpu'):
 def time_steps(loader, model=None, steps=30, warmup=5, amp=False, channels_last=False, device='cpu'):
     "Images/s over `steps` batches of `loader`, each followed by a training step when `model` is given."
     dev = torch.device(device)
-    opt = make_optimizer(model, TrainConfig()) if model is not None else None
+    opt = make_optimizer(model.parameters(), TrainConfig()) if model is not None else None
     if model is not None:
         model.train()
         if channels_last: model.to(memory_format=torch.channels_last)
