@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .dist import rank, shard_indices, world_size
+
 # %% auto #0
 __all__ = ['CIFAR_SPECS', 'DATASETS', 'IMB_TYPES', 'MANY_THR', 'FEW_THR', 'default_cache', 'resolve_data_dir', 'CifarData',
            'read_cifar_npz', 'read_cifar_official', 'write_cifar100_official', 'DataNotFoundError', 'load_cifar',
@@ -324,7 +326,6 @@ class DeviceLoader:
 
     def _n(self):
         "Images this rank visits per epoch."
-        from visprior.dist import world_size
         return -(-len(self.y) // world_size()) if self.distributed else len(self.y)
 
     def __len__(self):
@@ -349,7 +350,6 @@ class DeviceLoader:
         elif self.train: order = torch.randperm(n, generator=g, device=self.device)
         else: order = torch.arange(n, device=self.device)
         if self.distributed:
-            from visprior.dist import rank, world_size, shard_indices
             order = shard_indices(order, rank(), world_size())
             # the permutation is common to all ranks; each rank's augmentation draws are its own
             g = torch.Generator(device=self.device).manual_seed(_mix(self.seed, self.epoch, rank() + 1))

@@ -14,8 +14,7 @@ import torch
 from .data import DATASETS, IMB_TYPES, DeviceLoader, cifar_lt, make_loaders
 from .models import MODELS, create_model
 from .train import METHODS, TrainConfig, create_method, fit, pick_device, resolve_precision
-from .la import la_embedding
-from .prior import la_config, load_la_backbone  # also registers the prior methods
+from .prior import load_la_backbone, run_la  # also registers the prior methods
 import visprior.losses  # registers the long-tailed baselines and the prior's compositions
 from .utils import atomic_write, env_info, git_info, resolve_out_dir, write_csv, write_json
 from .dist import barrier, is_dist, is_main, rank, world_size
@@ -228,8 +227,8 @@ def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> 
     method = create_method(p.method, split, progress=progress, **p.method_hparams())
     model = create_model(p.model, split.num_classes, **method.model_kwargs)
     if p.init == 'ssl':
-        cfg_la = la_config(p.la_epochs, p.la_k, p.la_clusters, p.la_kmeans, model=p.model, image_size=p.image_size)
-        load_la_backbone(model, la_embedding(split, cfg_la, p.la_root, device, progress, workers=p.workers))
+        load_la_backbone(model, run_la(split, p.la_epochs, p.la_k, p.la_clusters, p.la_kmeans, p.la_root, device,
+                                       progress, p.model, p.image_size, p.workers))
     model = model.to(device)
     tr, te, va = build_loaders(p, split, method, device)
     cfg = method.train_config(p.train_config())  # decoupled methods train fewer epochs, or none

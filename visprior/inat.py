@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, d
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg, read_file, write_file
 
 from .data import DataNotFoundError, _mix, lt_counts, resolve_data_dir, shot_groups
-from .dist import shard_indices
+from .dist import is_dist, shard_indices
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'INAT_FORMATS', 'INAT_FILES', 'DECODE_MODES', 'write_synthetic_inat',
@@ -358,7 +358,6 @@ class INatLoader:
         if not distributed and (num_replicas is not None or rank is not None):
             raise ValueError(f"num_replicas={num_replicas!r}, rank={rank!r} only apply with distributed=True")
         if distributed and num_replicas is None:
-            from visprior.dist import is_dist
             if not is_dist(): raise ValueError("distributed=True needs a running process group "
                                                "(visprior.dist.init_from_env) or explicit num_replicas and rank")
         self.dataset, self.bs, self.train, self.seed, self.workers = dataset, batch_size, bool(train), seed, workers

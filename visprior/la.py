@@ -19,8 +19,8 @@ from .data import DeviceLoader, LTSplit, _mix
 from .models import create_model
 from .train import TrainConfig, bf16_supported, lr_factor, pick_device
 from .utils import atomic_write, env_info, git_info, resolve_out_dir, write_csv, write_json
-from .dist import (all_gather_cat, barrier, broadcast_from_main, is_dist, is_main, rank, unique_first,
-                           world_size)
+from .dist import (all_gather_cat, barrier, broadcast_from_main, gather_by_index, is_dist, is_main, rank,
+                           unique_first, world_size)
 
 # %% auto #0
 __all__ = ['MemoryBank', 'ir_loss', 'knn', 'kmeans_labels', 'close_mask', 'la_loss', 'SSLAugment', 'knn_predict',
@@ -285,7 +285,6 @@ def embed_images(model, loader, amp=False):
         ids.append(idx)
     model.train(was)
     if getattr(loader, 'distributed', False):
-        from visprior.dist import gather_by_index
         return gather_by_index(torch.cat(ids), torch.cat(out), n=len(loader.y))[1]
     return torch.cat(out)
 

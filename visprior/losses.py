@@ -14,10 +14,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import DeviceLoader
-from .la import embed_images, knn_predict, la_embedding
-from .metrics import evaluate
-from .prior import Prior, _PriorBase, la_config, load_la_network, soft_targets
-from .train import CE, Method, bf16_supported, register_method
+from .la import embed_images, knn_predict
+from .metrics import per_class_accuracy
+from .prior import _PriorBase, load_la_network, run_la
+from .train import Method, bf16_supported, register_method
 
 # %% auto #0
 __all__ = ['TAU_GRID', 'log_prior', 'cb_weights', 'focal_loss', 'ldam_margins', 'ldam_loss', 'drw_epoch', 'logit_adjusted_ce',
@@ -159,10 +159,10 @@ TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))
 
 def select_tau(features, W, y, grid=TAU_GRID) -> tuple[float, dict]:
     "The tau of `grid` with the best class-balanced accuracy of features @ tau_normalize(W).T (ties: smaller tau)."
-    y = torch.as_tensor(y, device=features.device)
-    def bal_acc(tau):
-        pred = (features @ tau_normalize(W, tau).T).argmax(1)
-        return 100 * float(np.mean([(pred[y == c] == c).float().mean().item() for c in y.unique()]))
+    y = np.asarray(y)
+    def bal_acc(tau):  # the mean accuracy over the classes present
+        pred = (features @ tau_normalize(W, tau).T).argmax(1).cpu().numpy()
+        return 100 * float(np.nanmean(per_class_accuracy(pred, y, W.shape[0])))
     curve = {t: bal_acc(t) for t in grid}
     return max(grid, key=lambda t: (curve[t], -t)), curve
 
@@ -212,8 +212,8 @@ class KNN(Method):
     def __init__(self, split=None, la_epochs=200, la_k=1024, la_clusters=200, la_kmeans=3, la_root='results/la',
                  device='auto', progress=True, model='resnet32', image_size=224, workers=4, **hparams):
         super().__init__(split, **hparams)
-        self.la = la_embedding(split, la_config(la_epochs, la_k, la_clusters, la_kmeans, model=model,
-                                                image_size=image_size), la_root, device, progress, workers=workers)
+        self.la = run_la(split, la_epochs, la_k, la_clusters, la_kmeans, la_root, device, progress, model, image_size,
+                         workers)
     def setup(self, model):
         self.dev = next(model.parameters()).device
         self.net = load_la_network(self.la, self.dev)

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import torch
 
+from .dist import gather_by_index
+
 # %% auto #0
 __all__ = ['per_class_accuracy', 'group_accuracy', 'ece', 'evaluate', 'summarize']
 
@@ -48,7 +50,6 @@ def evaluate(model, loader, amp=False, channels_last=False) -> tuple[torch.Tenso
         else: out.append(z.cpu()); ys.append(y.cpu())
     model.train(was)
     if gather:
-        from visprior.dist import gather_by_index
         _, z, y = gather_by_index(torch.cat(ids), torch.cat(out), torch.cat(ys), n=len(loader.y))
         return z.cpu(), y.cpu()
     return torch.cat(out), torch.cat(ys)

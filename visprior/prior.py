@@ -18,7 +18,7 @@ from .metrics import summarize
 from .train import Method, register_method
 
 # %% auto #0
-__all__ = ['prior_alpha', 'soft_targets', 'soft_ce', 'instance_targets', 'la_config', 'load_la_backbone', 'Prior',
+__all__ = ['prior_alpha', 'soft_targets', 'soft_ce', 'instance_targets', 'la_config', 'run_la', 'load_la_backbone', 'Prior',
            'PriorInstance', 'plot_similarity', 'plot_soft_predictions', 'load_la_network', 'la_knn_summary']
 
 # %% ../nbs/03_prior.ipynb #a16618e2
@@ -60,6 +60,12 @@ def la_config(la_epochs=200, la_k=1024, la_clusters=200, la_kmeans=3, seed=0, mo
                     image_size=image_size,
                     ir_epochs=min(10, max(la_epochs // 10, 1)) if la_epochs < 100 else 10)
 
+def run_la(split, la_epochs=200, la_k=1024, la_clusters=200, la_kmeans=3, la_root='results/la', device='auto',
+           progress=True, model='resnet32', image_size=224, workers=4) -> dict:
+    "The cached LA embedding that a run's `la_*` parameters name (LA is trained first if it is not cached)."
+    cfg = la_config(la_epochs, la_k, la_clusters, la_kmeans, model=model, image_size=image_size)
+    return la_embedding(split, cfg, la_root, device, progress, workers=workers)
+
 def load_la_backbone(model, la: dict):
     "Copy the LA network's backbone into `model` (not its projection head or classifier)."
     state = torch.load(la['model'], map_location='cpu', weights_only=True)
@@ -76,8 +82,8 @@ class _PriorBase(Method):
                  la_clusters=200, la_kmeans=3, la_root='results/la', device='auto', progress=True, model='resnet32',
                  image_size=224, workers=4, **hparams):
         super().__init__(split, alpha=alpha, T=T, alpha_power=alpha_power, **hparams)
-        self.la = la_embedding(split, la_config(la_epochs, la_k, la_clusters, la_kmeans, model=model,
-                                                image_size=image_size), la_root, device, progress, workers=workers)
+        self.la = run_la(split, la_epochs, la_k, la_clusters, la_kmeans, la_root, device, progress, model, image_size,
+                         workers)
         self.S = class_similarity(self.la['emb'], split.y_train, split.num_classes).float()
         self.Q = soft_targets(self.S, alpha, T, split.counts, alpha_power).float()
 
