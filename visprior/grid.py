@@ -108,12 +108,16 @@ def run_grid(path, dry_run=False, keep_going=False, log=print, kernel='python3',
         for p in todo: log(f"  would run {run_dir_of(p)}")
         return dict(total=len(runs), skipped=len(runs) - len(todo), ran=0, failed=[])
     import papermill as pm
+    declared = set(pm.inspect_notebook(str(nb)))  # the notebook's `parameters` cell
+    default = asdict(RunParams())
     t0, failed, ran = time.time(), [], 0
     for i, p in enumerate(todo, 1):
         d = run_dir_of(p); d.mkdir(parents=True, exist_ok=True)
         eta = '' if ran == 0 else f", ~{(time.time() - t0) / ran * (len(todo) - i + 1) / 60:.0f} min left"
         log(f"[{i}/{len(todo)}] {d}  ({(time.time() - t0) / 60:.0f} min elapsed{eta})")
-        params = {**asdict(p), **extra}
+        # every parameter the notebook declares, plus any other that differs from its default (the notebook
+        # rejects those it does not know); undeclared defaults stay out, so papermill has nothing to warn about
+        params = {k: v for k, v in asdict(p).items() if k in declared or v != default[k]} | extra
         try:
             pm.execute_notebook(str(nb), str(d/'run.ipynb'), parameters=params, cwd=str(project_root()),
                                 kernel_name=kernel, progress_bar=False)

@@ -28,9 +28,10 @@ def load_runs(root) -> pd.DataFrame:
         rows.append(dict(dataset=p['dataset'], imb=float(p['imb']), method=p['method'], init=p.get('init', 'scratch'),
                          seed=p['seed'], subset_seed=p.get('subset_seed', 0), alpha=p.get('alpha', 0.1),
                          T=p.get('T', 0.1), alpha_power=p.get('alpha_power', 0.0), epochs=p['epochs'],
-                         schedule=p['schedule'], top1=r['top1'], many=r['many'], medium=r['medium'], few=r['few'],
-                         ece=r['ece'], best_top1=r['best_of_run']['top1'], wall_time_s=r.get('wall_time_s'),
-                         superclass_agreement=r.get('superclass_agreement'), run=r['run'], dir=str(d)))
+                         la_epochs=p.get('la_epochs', 200), schedule=p['schedule'], top1=r['top1'], many=r['many'],
+                         medium=r['medium'], few=r['few'], ece=r['ece'], best_top1=r['best_of_run']['top1'],
+                         wall_time_s=r.get('wall_time_s'), superclass_agreement=r.get('superclass_agreement'),
+                         run=r['run'], dir=str(d)))
     if not rows: raise FileNotFoundError(f"no finished run (a folder with metrics.json and params.json) under {root}")
     return pd.DataFrame(rows)
 
