@@ -13,9 +13,9 @@ import pandas as pd
 from .utils import atomic_write, markdown_table
 
 # %% auto #0
-__all__ = ['PRIOR_DEFAULTS', 'PUBLISHED', 'load_runs', 'method_label', 'summarize_runs', 'table_markdown', 'load_history',
-           'epochs_to_reach', 'top1_at_time', 'plot_per_class_pair', 'plot_convergence', 'reliability',
-           'plot_reliability', 'write_table', 'copy_figure']
+__all__ = ['PRIOR_DEFAULTS', 'PUBLISHED', 'load_runs', 'method_label', 'summarize_runs', 'table_markdown', 'superclass_mistakes',
+           'superclass_chance', 'run_superclass_mistakes', 'load_history', 'epochs_to_reach', 'top1_at_time',
+           'plot_per_class_pair', 'plot_convergence', 'reliability', 'plot_reliability', 'write_table', 'copy_figure']
 
 # %% ../nbs/09_report.ipynb #53928eb1
 def load_runs(root) -> pd.DataFrame:
@@ -57,7 +57,7 @@ def _pm(v) -> str:
     if not v: return '–'
     return f'{np.mean(v):.2f}' if len(v) == 1 else f'{np.mean(v):.2f} ± {np.std(v, ddof=1):.2f}'
 
-def summarize_runs(df: pd.DataFrame) -> pd.DataFrame:
+def summarize_runs(df: pd.DataFrame, metrics=_METRICS) -> pd.DataFrame:
     "Mean and sample std over seeds per (dataset, imb, method, init), with the seeds used and the published number."
     out = []
     df = df.copy()
@@ -74,7 +74,7 @@ def summarize_runs(df: pd.DataFrame) -> pd.DataFrame:
             raise ValueError(f"{label} at imb {imb:g} has two runs with the same seed: {sorted(g.dir)}")
         row = dict(dataset=ds, imb=imb, method=label, seeds=','.join(map(str, sorted(g.seed))),
                    n=len(g), epochs=int(g.epochs.iloc[0]), schedule=g.schedule.iloc[0])
-        for k in _METRICS:
+        for k in metrics:
             row[f'{k}_mean'] = float(g[k].mean()); row[f'{k}_std'] = float(g[k].std(ddof=1)) if len(g) > 1 else np.nan
             row[k] = _pm(g[k].tolist())
         row['published_top1'] = PUBLISHED.get(method, {}).get(int(imb)) if ds == 'cifar100' and init == 'scratch' else None
@@ -94,6 +94,23 @@ def table_markdown(summary: pd.DataFrame, caption: str) -> str:
     return '\n'.join(parts)
 
 # %% ../nbs/09_report.ipynb #5d7b5171
+def superclass_mistakes(pred, label, coarse_of_class) -> float:
+    "Share (%) of the wrong top-1 predictions whose class is in the true class's superclass (nan if none is wrong)."
+    pred, label, c = np.asarray(pred), np.asarray(label), np.asarray(coarse_of_class)
+    wrong = pred != label
+    return 100 * float((c[pred[wrong]] == c[label[wrong]]).mean()) if wrong.any() else float('nan')
+
+def superclass_chance(coarse_of_class) -> float:
+    "The same share (%) for mistakes drawn uniformly from the other classes, averaged over true classes."
+    c = np.asarray(coarse_of_class)
+    return 100 * float((((c[:, None] == c[None]).sum(1) - 1) / (len(c) - 1)).mean())
+
+def run_superclass_mistakes(run_dir, coarse_of_class) -> float:
+    "`superclass_mistakes` of a run folder's saved test predictions."
+    z = np.load(Path(run_dir)/'test_predictions.npz')
+    return superclass_mistakes(z['pred'], z['label'], coarse_of_class)
+
+# %% ../nbs/09_report.ipynb #5236c7fd
 def load_history(run_dir) -> pd.DataFrame:
     "history.csv of a run, with cumulative wall time in minutes."
     h = pd.read_csv(Path(run_dir)/'history.csv')
@@ -110,7 +127,7 @@ def top1_at_time(h: pd.DataFrame, minutes: float) -> float:
     if minutes > h.wall_min.iloc[-1] + 1e-9: return float('nan')
     return float(np.interp(minutes, h.wall_min, h.top1))
 
-# %% ../nbs/09_report.ipynb #5236c7fd
+# %% ../nbs/09_report.ipynb #96f342ac
 def plot_per_class_pair(runs: dict, ax=None):
     "Per-class test accuracy against training count for several runs, with a smoothed trend per run."
     import matplotlib.pyplot as plt
@@ -160,7 +177,7 @@ def plot_reliability(runs: dict, n_bins=15):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/09_report.ipynb #96f342ac
+# %% ../nbs/09_report.ipynb #5950ee8a
 def write_table(summary: pd.DataFrame, caption: str, path_stem) -> None:
     "results/tables/<stem>.md (with caption) and .csv (every column)."
     path_stem = Path(path_stem)
