@@ -13,9 +13,10 @@ import pandas as pd
 from .utils import atomic_write, markdown_table
 
 # %% auto #0
-__all__ = ['PRIOR_DEFAULTS', 'PUBLISHED', 'load_runs', 'method_label', 'summarize_runs', 'table_markdown', 'superclass_mistakes',
-           'superclass_chance', 'run_superclass_mistakes', 'load_history', 'epochs_to_reach', 'top1_at_time',
-           'plot_per_class_pair', 'plot_convergence', 'reliability', 'plot_reliability', 'write_table', 'copy_figure']
+__all__ = ['PRIOR_DEFAULTS', 'PUBLISHED', 'HEADLINE_COLUMNS', 'load_runs', 'method_label', 'summarize_runs', 'table_markdown',
+           'superclass_mistakes', 'superclass_chance', 'run_superclass_mistakes', 'load_history', 'epochs_to_reach',
+           'top1_at_time', 'plot_per_class_pair', 'plot_convergence', 'reliability', 'plot_reliability', 'write_table',
+           'copy_figure']
 
 # %% ../nbs/09_report.ipynb #53928eb1
 def load_runs(root) -> pd.DataFrame:
@@ -81,15 +82,17 @@ def summarize_runs(df: pd.DataFrame, metrics=_METRICS) -> pd.DataFrame:
         out.append(row)
     return pd.DataFrame(out).sort_values(['dataset', 'imb', 'top1_mean'], ascending=[True, False, False], kind='stable')
 
-def table_markdown(summary: pd.DataFrame, caption: str) -> str:
-    "The headline table: one block per imbalance ratio."
+HEADLINE_COLUMNS = {'method': 'method', 'seeds': 'seeds', 'top-1 (last epoch)': 'top1', 'many': 'many',
+                    'medium': 'medium', 'few': 'few', 'ECE-15': 'ece', 'best-of-run top-1 (not headline)': 'best_top1',
+                    'published top-1 (200 ep, best-of-run; not ours)': 'published_top1'}
+
+def _published(v) -> str: return '–' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.1f}'
+
+def table_markdown(summary: pd.DataFrame, caption: str, columns: dict = HEADLINE_COLUMNS) -> str:
+    "One block per (dataset, imbalance ratio) of `summary`, with `columns` mapping each header to a summary column."
     parts = [caption, '']
     for (ds, imb), g in summary.groupby(['dataset', 'imb'], sort=False):
-        t = pd.DataFrame({'method': g.method, 'seeds': g.seeds, 'top-1 (last epoch)': g.top1, 'many': g.many,
-                          'medium': g.medium, 'few': g.few, 'ECE-15': g.ece,
-                          'best-of-run top-1 (not headline)': g.best_top1,
-                          'published top-1 (200 ep, best-of-run; not ours)': g.published_top1.map(
-                              lambda v: '–' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.1f}')})
+        t = pd.DataFrame({h: g[c].map(_published) if c == 'published_top1' else g[c] for h, c in columns.items()})
         parts += [f'### {ds}-LT, ρ = {imb:g}', '', markdown_table(t.to_dict('records')), '']
     return '\n'.join(parts)
 
@@ -178,10 +181,10 @@ def plot_reliability(runs: dict, n_bins=15):
     return fig
 
 # %% ../nbs/09_report.ipynb #5950ee8a
-def write_table(summary: pd.DataFrame, caption: str, path_stem) -> None:
-    "results/tables/<stem>.md (with caption) and .csv (every column)."
+def write_table(summary: pd.DataFrame, caption: str, path_stem, columns: dict = HEADLINE_COLUMNS) -> None:
+    "results/tables/<stem>.md (with caption; `columns` as in `table_markdown`) and .csv (every column)."
     path_stem = Path(path_stem)
-    md = table_markdown(summary, caption)
+    md = table_markdown(summary, caption, columns)
     atomic_write(path_stem.with_suffix('.md'), lambda p: Path(p).write_text(md))
     atomic_write(path_stem.with_suffix('.csv'), lambda p: summary.to_csv(p, index=False))
 
