@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_grid.ipynb #15e34a07
 from __future__ import annotations
-import argparse, itertools, sys, time, tomllib
+import argparse, itertools, json, sys, time, tomllib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from .experiment import make_params, RunParams
 from .utils import project_root, resolve_out_dir
 
 # %% auto #0
-__all__ = ['FROM_CE', 'read_grid', 'load_grid', 'run_dir_of', 'is_done', 'select', 'commit_run', 'run_grid', 'main']
+__all__ = ['FROM_CE', 'read_grid', 'load_grid', 'run_dir_of', 'is_done', 'select', 'run_inputs', 'commit_run', 'run_grid', 'main']
 
 # %% ../nbs/08_grid.ipynb #4d8fcfe3
 FROM_CE = ('kd', 'crt', 'tau_norm', 'logit_adjust_posthoc')  # methods that start from the matching CE run
@@ -84,13 +84,21 @@ def select(runs, only=()) -> list:
         runs = [p for p in runs if match(p, key, vals.split(','))]
     return runs
 
-def commit_run(run_dir, message, log=print) -> bool:
-    "git-commit one finished run folder (and nothing else that is staged); a failure is logged, never raised."
+def run_inputs(run_dir) -> list:
+    "The folders a finished run read its inputs from besides the data: its LA run (`la_dir` in metrics.json)."
+    try: m = json.loads((Path(run_dir)/'metrics.json').read_text())
+    except (OSError, ValueError): return []
+    return [Path(m['la_dir'])] if m.get('la_dir') else []
+
+def commit_run(run_dir, message, log=print, root=None) -> bool:
+    """git-commit one finished run folder together with the LA folder it used, if that lives in the repo and has
+    anything new (and nothing else that is staged); a failure is logged, never raised."""
     import subprocess
-    root = project_root()
+    root = Path(root or project_root()).resolve()
     try:
-        rel = str(Path(run_dir).resolve().relative_to(root.resolve()))
-        for args in (['add', '--', rel], ['commit', '-q', '-m', message, '--', rel]):
+        rels = [str(Path(run_dir).resolve().relative_to(root))]  # the run itself must be inside the repo
+        rels += [str(q.resolve().relative_to(root)) for q in run_inputs(run_dir) if q.is_dir() and q.resolve().is_relative_to(root)]
+        for args in (['add', '--', *rels], ['commit', '-q', '-m', message, '--', *rels]):
             r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True, timeout=60)
             if r.returncode: log(f"  (not committed: git {args[0]}: {(r.stderr or r.stdout).strip()[-300:]})"); return False
         return True
