@@ -164,3 +164,116 @@ def test_missing_data_error_names_paths_and_fixes(tmp_path, monkeypatch):
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="dataset='svhn'.*cifar100"):
         D.load_cifar('svhn')
+
+
+# --- reliability: imb bounds, unreadable files, image size, no untrusted unpickling ---
+
+@pytest.mark.parametrize('imb_type', D.IMB_TYPES)
+def test_imb_above_the_per_class_maximum_is_refused(imb_type, tmp_path):
+    for bad in (501, 1000, float('inf'), float('nan')):
+        with pytest.raises(ValueError, match=rf'imb={bad!r}.*at most 500'):
+            D.lt_counts(100, 500, bad, imb_type)
+    assert D.lt_counts(100, 500, 500, imb_type).min() == 1  # the largest valid imb keeps one image in the last class
+    assert D.lt_counts(10, 49, 48.9, imb_type).min() == 1
+    with pytest.raises(ValueError, match='imb=49 '):  # 49 * (1/49) rounds below 1: the rounding must not slip through
+        D.lt_counts(10, 49, 49, imb_type)
+    syn = D.synthetic_cifar()
+    assert D.lt_split(syn, 60, imb_type).counts.min() == 1
+    with pytest.raises(ValueError, match=r"imb=61 is invalid for synthetic.*at most 60"):
+        D.lt_split(syn, 61, imb_type)
+    with pytest.raises(ValueError, match=r"imb=1000 is invalid for cifar100.*at most 500"):  # before looking for data
+        D.cifar_lt('cifar100', 1000, imb_type, data_dir=tmp_path, download=False)
+    with pytest.raises(ValueError, match=r"imb=inf is invalid for cifar10.*at most 5000"):
+        D.cifar_lt('cifar10', float('inf'), imb_type, data_dir=tmp_path, download=False)
+
+
+def test_max_imb():
+    assert D.max_imb('cifar100') == 500 and D.max_imb('cifar10') == 5000 and D.max_imb('synthetic') == 60
+    assert D.max_imb('inat2018') is None and D.max_imb('svhn') is None
+    for ds in ('cifar100', 'cifar10'):
+        spec = D.CIFAR_SPECS[ds]
+        for t in D.IMB_TYPES: assert D.lt_counts(spec['num_classes'], spec['n_max'], D.max_imb(ds), t).min() == 1
+    assert D.cifar_lt('synthetic', D.max_imb('synthetic')).counts.min() == 1
+
+
+def _npz(folder, **kw):
+    "A tiny cifar100.npz in `folder`, with arrays replaced or dropped (None) by `kw`."
+    x = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    a = dict(x_train=x, y_train=np.arange(6), x_test=x[:2], y_test=np.arange(2),
+             fine_label_names=np.array([f'c{i}' for i in range(100)]))
+    a.update(kw)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder/'cifar100.npz', **{k: v for k, v in a.items() if v is not None})
+    return folder/'cifar100.npz'
+
+
+def test_unreadable_npz_is_a_clear_error_naming_the_file_and_the_fix(tmp_path):
+    cases = {}
+    p = _npz(tmp_path/'truncated'); p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2]); cases['truncated'] = p
+    cases['object'] = _npz(tmp_path/'object', x_train=np.array([object()], dtype=object))
+    cases['nokey'] = _npz(tmp_path/'nokey', x_test=None)
+    cases['floatlabels'] = _npz(tmp_path/'floatlabels', y_train=np.arange(6) + 0.5)
+    p = tmp_path/'garbage'/'cifar100.npz'; p.parent.mkdir(); p.write_bytes(b'not a zip file at all'); cases['garbage'] = p
+    p = tmp_path/'npy'/'cifar100.npz'; p.parent.mkdir()
+    with open(p, 'wb') as f: np.save(f, np.zeros(3))
+    cases['npy'] = p
+    for what, path in cases.items():
+        with pytest.raises(D.DataFileError) as e:
+            D.load_cifar('cifar100', path.parent, download=False)
+        msg = str(e.value)
+        assert isinstance(e.value, ValueError) and str(path) in msg and 'VISPRIOR_DATA' in msg, (what, msg)
+    assert 'allow_pickle' in str(pytest.raises(D.DataFileError, D.read_cifar_npz, cases['object']).value)
+    assert "'x_test'" in str(pytest.raises(D.DataFileError, D.read_cifar_npz, cases['nokey']).value)
+
+
+def test_cifar_images_must_be_32x32(tmp_path):
+    x16 = np.zeros((6, 16, 16, 3), np.uint8)
+    p = _npz(tmp_path/'npz', x_train=x16)
+    with pytest.raises(D.DataFileError) as e:
+        D.load_cifar('cifar100', p.parent, download=False)
+    for part in (str(p), '(6, 16, 16, 3)', '(N, 32, 32, 3)'): assert part in str(e.value), part
+    # the official format: 16x16 images are 768 values a row, which must not be reshaped into fewer 32x32 images
+    D.write_cifar100_official(tmp_path/'off'/'cifar-100-python', x16[:4], np.arange(4), x16[:4], np.arange(4))
+    with pytest.raises(D.DataFileError) as e:
+        D.load_cifar('cifar100', tmp_path/'off', download=False)
+    assert str(tmp_path/'off'/'cifar-100-python'/'train') in str(e.value) and '3072' in str(e.value)
+    # the synthetic stand-in is not CIFAR: other sizes stay allowed there
+    D.CifarData('synthetic', x16, np.zeros(6, np.int64), x16, np.zeros(6, np.int64), ['a']).validate()
+
+
+class _Evil:
+    def __init__(self, marker): self.marker = marker
+    def __reduce__(self): return (os.system, (f'touch {self.marker}',))
+
+
+def test_official_pickles_never_run_code(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    folder = D.write_cifar100_official(tmp_path/'cifar-100-python', x, np.arange(4), x, np.arange(4))
+    marker = tmp_path/'pwned'
+    with open(folder/'meta', 'wb') as f:
+        pickle.dump({b'fine_label_names': [_Evil(marker)], b'coarse_label_names': []}, f)
+    with pytest.raises(D.DataFileError) as e:
+        D.read_cifar_official(folder)
+    assert not marker.exists()
+    assert str(folder/'meta') in str(e.value) and 'system' in str(e.value)
+
+
+@pytest.mark.parametrize('protocol', [4, 5])
+def test_genuine_format_pickles_still_load(tmp_path, protocol):
+    x = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    folder = D.write_cifar100_official(tmp_path/'cifar-100-python', x, np.arange(4), x[:2], np.arange(2))
+    for fn in ('train', 'test', 'meta'):  # protocol 5 is the default from Python 3.14 on; it pickles arrays otherwise
+        d = pickle.load(open(folder/fn, 'rb'))
+        with open(folder/fn, 'wb') as f: pickle.dump(d, f, protocol=protocol)
+    got = D.read_cifar_official(folder)
+    assert np.array_equal(got.x_train, x) and got.classes[3] == 'class3'
+
+
+def test_truncated_or_missing_official_pickle_is_a_clear_error(tmp_path):
+    x = np.zeros((4, 32, 32, 3), np.uint8)
+    for fn in ('train', 'meta'):
+        folder = D.write_cifar100_official(tmp_path/fn/'cifar-100-python', x, np.arange(4), x, np.arange(4))
+        if fn == 'train': (folder/fn).write_bytes((folder/fn).read_bytes()[:1000])
+        else: (folder/fn).unlink()
+        with pytest.raises(D.DataFileError) as e: D.load_cifar('cifar100', folder.parent, download=False)
+        assert str(folder/fn) in str(e.value) and 'download' in str(e.value), str(e.value)

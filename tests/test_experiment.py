@@ -7,7 +7,8 @@ from visprior.experiment import make_params, run_experiment
 from visprior.utils import atomic_write, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = dict(dataset='synthetic', imb=5, epochs=2, batch_size=32, lr=0.05, warmup_epochs=1, schedule='cosine')
+TINY = dict(dataset='synthetic', imb=5, epochs=2, batch_size=32, lr=0.05, warmup_epochs=1, schedule='cosine', method='ce',
+            alpha=0.1, alpha_power=0.0)
 
 
 @pytest.mark.parametrize('bad,match', [
@@ -65,22 +66,52 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     assert a['per_class'] == b['per_class'] and a['top1'] == b['top1']
 
 
-def _papermill(tmp_path, *params):
+def _papermill(tmp_path, *params, env_extra=None):
     args = [sys.executable, '-m', 'papermill', str(ROOT/'nbs'/'run_cifar_lt.ipynb'), str(tmp_path/'out.ipynb')]
     for k, v in params: args += ['-p', k, str(v)]
-    env = {k: v for k, v in os.environ.items() if k != 'IN_TEST'}
+    env = {**{k: v for k, v in os.environ.items() if k != 'IN_TEST'}, **(env_extra or {})}
     return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
 
 
+TINY_NB = (('dataset', 'synthetic'), ('imb', 5), ('epochs', 2), ('batch_size', 32), ('schedule', 'cosine'),
+           ('la_epochs', 2), ('la_k', 64), ('la_clusters', 8), ('la_kmeans', 2))
+
+
 def test_papermill_end_to_end_on_tiny_data(tmp_path):
-    r = _papermill(tmp_path, ('dataset', 'synthetic'), ('imb', 5), ('epochs', 2), ('batch_size', 32),
-                   ('schedule', 'cosine'), ('out_dir', tmp_path/'runs'))
+    # no method given: the notebook's default, the recommended prior, with a tiny LA
+    r = _papermill(tmp_path, *TINY_NB, ('la_root', tmp_path/'la'), ('out_dir', tmp_path/'runs'))
     assert r.returncode == 0, r.stderr[-3000:]
-    run = tmp_path/'runs'/'synthetic-lt5-ce-s0'
+    run = tmp_path/'runs'/'synthetic-lt5-prior_drw-s0'
     m = json.loads((run/'metrics.json').read_text())
     assert m['budget']['epochs'] == 2 and 0 <= m['top1'] <= 100
-    assert json.loads((run/'params.json').read_text())['imb'] == 5
-    assert (tmp_path/'out.ipynb').exists()
+    p = json.loads((run/'params.json').read_text())
+    assert (p['imb'], p['alpha'], p['T'], p['alpha_power']) == (5, 0.3, 0.1, 1.0)
+    out = (tmp_path/'out.ipynb').read_text()
+    assert 'this run: prior_drw' in out and 'No committed run has these parameters' in out, out[-3000:]
+
+
+def test_in_test_in_the_environment_does_not_replace_parameters(tmp_path):
+    # IN_TEST left set in a shell: papermill still runs exactly the parameters given (1 epoch, CE, this out_dir)
+    r = _papermill(tmp_path, *TINY_NB, ('epochs', 1), ('method', 'ce'), ('out_dir', tmp_path/'runs'),
+                   env_extra={'IN_TEST': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path/'runs'/'synthetic-lt5-ce-s0'/'metrics.json').read_text())
+    assert m['budget']['epochs'] == 1
+    assert 'IN_TEST' in (tmp_path/'out.ipynb').read_text() and 'is ignored' in (tmp_path/'out.ipynb').read_text()
+
+
+def test_notebook_defaults_are_the_package_defaults():
+    "The main command (no -p but imb) trains what RunParams calls the default: the recommended prior, paper recipe."
+    import papermill as pm
+    from dataclasses import asdict
+    from visprior.experiment import RunParams
+    declared = pm.inspect_notebook(str(ROOT/'nbs'/'run_cifar_lt.ipynb'))
+    d = asdict(RunParams())
+    for k, v in declared.items():
+        assert eval(v['default']) == d[k], (k, v['default'], d[k])
+    assert (d['method'], d['alpha'], d['T'], d['alpha_power'], d['epochs'], d['schedule'], d['out_dir']) == \
+        ('prior_drw', 0.3, 0.1, 1.0, 200, 'step', 'runs')
+    assert '/runs/' in (ROOT/'.gitignore').read_text().splitlines()
 
 
 def test_papermill_bad_parameter_stops_before_work(tmp_path):

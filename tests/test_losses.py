@@ -10,7 +10,8 @@ from visprior.losses import (balanced_space_targets, cb_weights, drw_epoch, foca
 from visprior.train import TrainConfig, create_method
 from visprior.experiment import run_experiment
 
-TINY = dict(dataset='synthetic', imb=5, epochs=2, batch_size=32, lr=0.05, warmup_epochs=1, schedule='cosine')
+TINY = dict(dataset='synthetic', imb=5, epochs=2, batch_size=32, lr=0.05, warmup_epochs=1, schedule='cosine', method='ce',
+            alpha=0.1, alpha_power=0.0)
 
 
 def _ce(z, y):  # -log softmax(z)_y, by hand

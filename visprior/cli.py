@@ -10,9 +10,10 @@ from pathlib import Path
 
 from .experiment import RunParams, make_params, run_experiment
 from .dist import init_from_env, is_dist, is_main
+from .utils import RunLockedError
 
 # %% auto #0
-__all__ = ['build_parser', 'params_from_args', 'params_to_toml', 'main']
+__all__ = ['USER_ERRORS', 'build_parser', 'params_from_args', 'params_to_toml', 'main']
 
 # %% ../nbs/10_cli.ipynb #831b1a3f
 def _bool(s):
@@ -56,14 +57,22 @@ def params_to_toml(p: RunParams, path) -> Path:
     return atomic_write(path, lambda f: Path(f).write_text(text))
 
 # %% ../nbs/10_cli.ipynb #d6f71f39
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, RunLockedError, tomllib.TOMLDecodeError)
+
+def _fail(e):
+    print(f"error: {e}", file=sys.stderr, flush=True); sys.exit(2)
+
 def main(argv=None):
-    "Entry point of `visprior-train` and `python -m visprior.cli`."
-    p, quiet = params_from_args(argv)
-    dev = init_from_env(p.device)
+    "Entry point of `visprior-train` and `python -m visprior.cli`; a user error is one line on stderr and exit code 2."
+    try:
+        p, quiet = params_from_args(argv)
+        dev = init_from_env(p.device)
+    except USER_ERRORS as e: _fail(e)
     if is_dist(): p.device = str(dev)  # this rank's device
     try:
         m = run_experiment(p, progress=not quiet)
         if is_main() and 'top1' in m: print(f"{p.name}: top-1 {m['top1']:.2f} (last epoch)", flush=True)
+    except USER_ERRORS as e: _fail(e)
     finally:
         if is_dist():
             import torch.distributed as dist

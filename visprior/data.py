@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #7a7e49ea
 from __future__ import annotations
-import os, pickle
+import inspect, os, pickle, zipfile, zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from .dist import rank, shard_indices, world_size
 
 # %% auto #0
-__all__ = ['CIFAR_SPECS', 'DATASETS', 'IMB_TYPES', 'MANY_THR', 'FEW_THR', 'default_cache', 'resolve_data_dir', 'CifarData',
-           'read_cifar_npz', 'read_cifar_official', 'write_cifar100_official', 'DataNotFoundError', 'load_cifar',
-           'synthetic_cifar', 'lt_counts', 'lt_indices', 'shot_groups', 'LTSplit', 'heldout_val_indices', 'lt_split',
-           'cifar_lt', 'random_crop', 'random_flip', 'DeviceLoader', 'make_loaders']
+__all__ = ['CIFAR_SPECS', 'DATASETS', 'IMB_TYPES', 'MANY_THR', 'FEW_THR', 'default_cache', 'resolve_data_dir', 'DataFileError',
+           'CifarData', 'read_cifar_npz', 'read_cifar_official', 'write_cifar100_official', 'DataNotFoundError',
+           'load_cifar', 'synthetic_cifar', 'lt_counts', 'lt_indices', 'max_imb', 'shot_groups', 'LTSplit',
+           'heldout_val_indices', 'lt_split', 'cifar_lt', 'random_crop', 'random_flip', 'DeviceLoader', 'make_loaders']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 CIFAR_SPECS = {
@@ -39,6 +39,21 @@ def resolve_data_dir(data_dir=None) -> tuple[Path, str]:
     return default_cache(), 'the default cache'
 
 # %% ../nbs/00_data.ipynb #a84e911d
+class DataFileError(ValueError):
+    "Raised when a data file exists but does not hold the dataset it should: damaged, unsafe, or the wrong shape."
+
+def _bad_file(path, name, problem) -> DataFileError:
+    "A `DataFileError` naming `path`, what is wrong with it, and (for CIFAR) how to fix it."
+    spec = CIFAR_SPECS.get(name)
+    if spec is None: return DataFileError(f"{path} {problem}.")
+    if str(path).endswith('.npz'):
+        fix = (f"replace it with an intact {spec['npz']}, point VISPRIOR_DATA or data_dir at a folder holding one, "
+               f"or delete it to use the official {spec['folder']}/ instead")
+    else:
+        fix = (f"delete the {spec['folder']}/ folder and download the official archive again (download=True), "
+               f"or point VISPRIOR_DATA or data_dir at a folder holding an intact {spec['npz']}")
+    return DataFileError(f"{path} {problem}; to fix it, {fix}.")
+
 @dataclass
 class CifarData:
     "A whole CIFAR-style dataset: uint8 NHWC images and int64 labels in the official order."
@@ -57,53 +72,131 @@ class CifarData:
     def num_classes(self): return len(self.classes)
 
     def validate(self):
-        "Raise a clear error if the arrays are not CIFAR-shaped."
+        "Raise a clear `DataFileError` unless the arrays are this dataset's (for CIFAR: uint8 32x32 RGB images)."
+        spec, src = CIFAR_SPECS.get(self.name), self.source or self.name
+        if spec and self.num_classes != spec['num_classes']:
+            raise _bad_file(src, self.name, f"has {self.num_classes} class names, but {self.name} has "
+                            f"{spec['num_classes']}")
         for s in ('train', 'test'):
             x, y = getattr(self, f'x_{s}'), getattr(self, f'y_{s}')
-            if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3:
-                raise ValueError(f"{self.source}: x_{s} must be uint8 of shape (N, H, W, 3), got {x.dtype} {x.shape}")
-            if y.shape != (len(x),): raise ValueError(f"{self.source}: y_{s} has shape {y.shape}, expected ({len(x)},)")
+            if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3 or (spec and x.shape[1:3] != (32, 32)):
+                want = '(N, 32, 32, 3)' if spec else '(N, H, W, 3)'
+                raise _bad_file(src, self.name, f"holds x_{s} of {x.dtype} {x.shape}, but {self.name} images must be "
+                                f"uint8 {want}")
+            if y.shape != (len(x),):
+                raise _bad_file(src, self.name, f"holds y_{s} of shape {y.shape}, but its {len(x)} images need "
+                                f"({len(x)},)")
             if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
-                raise ValueError(f"{self.source}: y_{s} has labels outside 0..{self.num_classes-1}")
+                raise _bad_file(src, self.name, f"holds y_{s} labels {y.min()}..{y.max()}, outside "
+                                f"0..{self.num_classes-1}")
         return self
 
 # %% ../nbs/00_data.ipynb #a80fa38a
+_NPZ_ARRAYS = ('x_train', 'y_train', 'x_test', 'y_test')
+
+def _open_npz(path, name) -> dict:
+    "Every array of an `.npz`, or a `DataFileError` if it is damaged, not an `.npz`, or holds pickled objects."
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(6); f.seek(0)
+            if head.startswith((b'PK\x03\x04', b'PK\x05\x06')):  # a zip archive, as np.savez writes
+                with np.load(f, allow_pickle=False) as z: return {k: z[k] for k in z.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as e:
+        problem = ('holds an object array (pickled Python objects), which visprior never loads (allow_pickle=False)'
+                   if 'Object arrays' in str(e) else
+                   f'cannot be read as an .npz of arrays, it may be truncated or damaged ({type(e).__name__}: {e})')
+        raise _bad_file(path, name, problem) from e
+    raise _bad_file(path, name, 'is a single .npy array, not an .npz archive of named arrays' if head == b'\x93NUMPY'
+                    else 'is not an .npz archive: it is empty or does not start like a zip file')
+
 def read_cifar_npz(path, name='cifar100') -> CifarData:
-    "Read an offline CIFAR `.npz` of plain arrays (never pickles)."
-    with np.load(path, allow_pickle=False) as z:
-        a = {k: z[k] for k in z.files}
+    "Read an offline CIFAR `.npz` of plain arrays (never pickles); a damaged or wrong file is a `DataFileError`."
+    a = _open_npz(path, name)
     names = a.get('fine_label_names', a.get('label_names'))
-    if names is None: raise ValueError(f"{path}: no 'fine_label_names' or 'label_names' array")
-    return CifarData(name, a['x_train'], a['y_train'].astype(np.int64), a['x_test'], a['y_test'].astype(np.int64),
-                     [str(s) for s in names], a.get('y_train_coarse'), a.get('y_test_coarse'),
+    missing = [repr(k) for k in _NPZ_ARRAYS if k not in a] + (["'fine_label_names'"] if names is None else [])
+    if missing:
+        raise _bad_file(path, name, f"lacks {', '.join(missing)} (it holds {', '.join(sorted(a)) or 'nothing'})")
+    for k in ('y_train', 'y_test', 'y_train_coarse', 'y_test_coarse'):
+        if k in a and not np.issubdtype(a[k].dtype, np.integer):
+            raise _bad_file(path, name, f"holds {k} of dtype {a[k].dtype}, but labels must be integers")
+    i64 = lambda k: a[k].astype(np.int64) if k in a else None
+    return CifarData(name, a['x_train'], i64('y_train'), a['x_test'], i64('y_test'), [str(s) for s in names],
+                     i64('y_train_coarse'), i64('y_test_coarse'),
                      [str(s) for s in a['coarse_label_names']] if 'coarse_label_names' in a else None,
                      source=str(path)).validate()
 
-def _unpickle(path):
-    with open(path, 'rb') as f: return pickle.load(f, encoding='bytes')
+# %% ../nbs/00_data.ipynb #66a7d8dd
+_np_core = getattr(np, '_core', None) or np.core  # numpy 2 renamed numpy.core to numpy._core; pickles may name either
+_PICKLE_GLOBALS = {('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype}
+for _m in ('numpy.core', 'numpy._core'):
+    _PICKLE_GLOBALS[f'{_m}.multiarray', '_reconstruct'] = _np_core.multiarray._reconstruct
+    _PICKLE_GLOBALS[f'{_m}.numeric', '_frombuffer'] = _np_core.numeric._frombuffer  # protocol-5 pickles
 
-def _get(d, key):
-    "Look a key up in an official CIFAR dict, whose keys are bytes."
-    return d[key.encode()] if key.encode() in d else d[key]
+class _CifarUnpickler(pickle.Unpickler):
+    "Unpickles only what official CIFAR files hold (dicts, lists, bytes, str, ints, numpy arrays); refuses the rest."
+    def __init__(self, f, path, dataset):
+        super().__init__(f, encoding='bytes')
+        self.path, self.dataset = path, dataset
 
-def _images(d): return np.asarray(_get(d, 'data'), dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-def _names(d, key): return [s.decode() if isinstance(s, bytes) else str(s) for s in _get(d, key)]
+    def find_class(self, module, name):
+        if (module, name) in _PICKLE_GLOBALS: return _PICKLE_GLOBALS[module, name]
+        raise _bad_file(self.path, self.dataset, f"is not a genuine CIFAR pickle: it asks for {module}.{name}, which "
+                        "visprior refuses to load (only numpy arrays, dicts, lists, bytes, str and ints are allowed)")
+
+def _unpickle(path, name='cifar100') -> dict:
+    "One official CIFAR pickle, read with `_CifarUnpickler`; a missing, damaged or unsafe file is a `DataFileError`."
+    try:
+        with open(path, 'rb') as f: d = _CifarUnpickler(f, path, name).load()
+    except DataFileError: raise
+    except FileNotFoundError as e:
+        raise _bad_file(path, name, f'is missing, so {Path(path).parent} is incomplete') from e
+    except Exception as e: raise _bad_file(path, name, f'cannot be unpickled ({type(e).__name__}: {e})') from e
+    if not isinstance(d, dict): raise _bad_file(path, name, f'holds a {type(d).__name__}, not the dict of a CIFAR file')
+    return d
+
+# %% ../nbs/00_data.ipynb #82433156
+class _Batch:
+    "One official CIFAR pickle's dict, read safely, with the path that errors name."
+    def __init__(self, path, name): self.path, self.name, self.d = path, name, _unpickle(path, name)
+
+    def get(self, key):
+        "Look a key up; the official dicts' keys are bytes."
+        for k in (key.encode(), key):
+            if k in self.d: return self.d[k]
+        raise _bad_file(self.path, self.name, f"lacks the key {key!r}")
+
+    def images(self):
+        "The `data` rows as uint8 NHWC images."
+        x = np.asarray(self.get('data'))
+        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+            raise _bad_file(self.path, self.name, f"holds data of {x.dtype} {x.shape}, but CIFAR images are uint8 rows "
+                            "of 3072 = 3x32x32 values")
+        return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+    def labels(self, key):
+        "An int64 label vector."
+        y = np.asarray(self.get(key))
+        if y.ndim != 1 or (len(y) and not np.issubdtype(y.dtype, np.integer)):
+            raise _bad_file(self.path, self.name, f"holds {key} of {y.dtype} {y.shape}, but labels are a list of "
+                            "integers")
+        return y.astype(np.int64)
+
+    def names(self, key): return [s.decode() if isinstance(s, bytes) else str(s) for s in self.get(key)]
 
 def read_cifar_official(folder, name='cifar100') -> CifarData:
-    "Read the official `cifar-100-python/` or `cifar-10-batches-py/` pickles."
+    "Read the official `cifar-100-python/` or `cifar-10-batches-py/` pickles (never running code they name)."
+    if name not in CIFAR_SPECS:
+        raise ValueError(f"name={name!r} is unknown; valid: {', '.join(map(repr, CIFAR_SPECS))}")
     folder = Path(folder)
     if name == 'cifar100':
-        tr, te, meta = (_unpickle(folder/f) for f in ('train', 'test', 'meta'))
-        lab = lambda d, k: np.asarray(_get(d, k), dtype=np.int64)
-        return CifarData(name, _images(tr), lab(tr, 'fine_labels'), _images(te), lab(te, 'fine_labels'),
-                         _names(meta, 'fine_label_names'), lab(tr, 'coarse_labels'), lab(te, 'coarse_labels'),
-                         _names(meta, 'coarse_label_names'), source=str(folder)).validate()
-    trs = [_unpickle(folder/f'data_batch_{i}') for i in range(1, 6)]
-    te, meta = _unpickle(folder/'test_batch'), _unpickle(folder/'batches.meta')
-    return CifarData(name, np.concatenate([_images(d) for d in trs]),
-                     np.concatenate([np.asarray(_get(d, 'labels'), dtype=np.int64) for d in trs]),
-                     _images(te), np.asarray(_get(te, 'labels'), dtype=np.int64), _names(meta, 'label_names'),
-                     source=str(folder)).validate()
+        tr, te, meta = (_Batch(folder/f, name) for f in ('train', 'test', 'meta'))
+        return CifarData(name, tr.images(), tr.labels('fine_labels'), te.images(), te.labels('fine_labels'),
+                         meta.names('fine_label_names'), tr.labels('coarse_labels'), te.labels('coarse_labels'),
+                         meta.names('coarse_label_names'), source=str(folder)).validate()
+    trs = [_Batch(folder/f'data_batch_{i}', name) for i in range(1, 6)]
+    te, meta = _Batch(folder/'test_batch', name), _Batch(folder/'batches.meta', name)
+    return CifarData(name, np.concatenate([d.images() for d in trs]), np.concatenate([d.labels('labels') for d in trs]),
+                     te.images(), te.labels('labels'), meta.names('label_names'), source=str(folder)).validate()
 
 # %% ../nbs/00_data.ipynb #5713f3b1
 def write_cifar100_official(folder, x_train, y_train, x_test, y_test, coarse_train=None, coarse_test=None,
@@ -153,6 +246,7 @@ def _load_cached(name, root, download, origin):
         try:
             _download(name, root)
             return read_cifar_official(official, name)
+        except DataFileError: raise
         except Exception as e: err = f'{type(e).__name__}: {e}'
     raise _not_found(name, root, origin, [npz, official], download, err)
 
@@ -179,16 +273,34 @@ def synthetic_cifar(num_classes=10, n_train=60, n_test=20, seed=0) -> CifarData:
 # %% ../nbs/00_data.ipynb #e3c8c3bb
 IMB_TYPES = ('exp', 'step')
 
-def lt_counts(num_classes, n_max, imb, imb_type='exp') -> np.ndarray:
-    "Images kept per class for imbalance ratio `imb` = n_max / n_min."
-    if not isinstance(imb, (int, float, np.number)) or isinstance(imb, bool) or not imb >= 1:
-        raise ValueError(f"imb={imb!r} is invalid: the imbalance ratio must be a number >= 1 (1 = balanced)")
+def _imb_limit(n_max) -> float:
+    "The largest imb leaving the rarest class 1 of its `n_max` images: n_max, or just below it if 1/n_max rounds down."
+    m = float(n_max)
+    while m > 1 and int(n_max * (1 / m)) < 1: m = float(np.nextafter(m, 0))
+    return m
+
+def _lt_counts(num_classes, n_max, imb, imb_type, what) -> np.ndarray:
+    "`lt_counts`, naming `what` (a dataset, or n_max) when `imb` is refused."
+    def bad(why=''):
+        lim, shown = _imb_limit(n_max), repr(imb.item() if isinstance(imb, np.generic) else imb)
+        top = f'at most {lim:g}' if lim == n_max else f'below {n_max:g}'
+        return ValueError(f"imb={shown} is invalid for {what}{why}: the imbalance ratio must be finite, at least 1 "
+                          f"(balanced) and {top} (n_max {n_max:g} / 1 image per class)")
+    number = isinstance(imb, (int, float, np.integer, np.floating)) and not isinstance(imb, bool)
+    if not (number and 1 <= imb < float('inf')): raise bad()
     if imb_type not in IMB_TYPES: raise ValueError(f"imb_type={imb_type!r} is unknown; valid: {IMB_TYPES}")
     f = 1 / imb  # the reference code works with this factor, so we do too (same floating-point rounding)
     if imb_type == 'exp':
-        return np.array([int(n_max * f ** (i / (num_classes - 1.0))) for i in range(num_classes)], dtype=np.int64)
-    h = num_classes // 2
-    return np.array([int(n_max)] * h + [int(n_max * f)] * (num_classes - h), dtype=np.int64)
+        counts = np.array([int(n_max * f ** (i / (num_classes - 1.0))) for i in range(num_classes)], dtype=np.int64)
+    else:
+        h = num_classes // 2
+        counts = np.array([int(n_max)] * h + [int(n_max * f)] * (num_classes - h), dtype=np.int64)
+    if counts.min() < 1: raise bad(f' (it leaves class {int(np.argmin(counts))} without a training image)')
+    return counts
+
+def lt_counts(num_classes, n_max, imb, imb_type='exp') -> np.ndarray:
+    "Images kept per class for imbalance ratio `imb` = n_max / n_min; an `imb` that would empty a class is refused."
+    return _lt_counts(num_classes, n_max, imb, imb_type, f'n_max={n_max}')
 
 def lt_indices(y, counts, seed=0) -> np.ndarray:
     "Indices of the long-tailed subset, class by class in label order, as in the reference code."
@@ -200,6 +312,21 @@ def lt_indices(y, counts, seed=0) -> np.ndarray:
         rs.shuffle(idx)
         out.append(idx[:n])
     return np.concatenate(out)
+
+# %% ../nbs/00_data.ipynb #30546212
+def _full_shape(dataset):
+    "(classes, training images per class) of a dataset's full training set, or None if it is not one visprior subsets."
+    if not isinstance(dataset, str): return None
+    if dataset in CIFAR_SPECS: return CIFAR_SPECS[dataset]['num_classes'], CIFAR_SPECS[dataset]['n_max']
+    if dataset == 'synthetic':
+        p = inspect.signature(synthetic_cifar).parameters
+        return p['num_classes'].default, p['n_train'].default
+    return None
+
+def max_imb(dataset) -> float | None:
+    "The largest valid `imb` for `dataset` (its rarest class then keeps 1 of n_max images), or None if unknown."
+    s = _full_shape(dataset)
+    return None if s is None else _imb_limit(s[1])
 
 # %% ../nbs/00_data.ipynb #d02ccc66
 MANY_THR, FEW_THR = 100, 20
@@ -262,7 +389,7 @@ def heldout_val_indices(y, keep_idx, per_class=20, seed=0) -> np.ndarray:
 def lt_split(data: CifarData, imb=100, imb_type='exp', subset_seed=0, n_max=None, val_per_class=0) -> LTSplit:
     "The CIFAR-LT subset of `data` with imbalance `imb` (and, optionally, a held-out balanced validation split)."
     n_max = n_max or CIFAR_SPECS.get(data.name, {}).get('n_max') or int(np.bincount(data.y_train).min())
-    counts = lt_counts(data.num_classes, n_max, imb, imb_type)
+    counts = _lt_counts(data.num_classes, n_max, imb, imb_type, data.name)
     idx = lt_indices(data.y_train, counts, subset_seed)
     ct = data.coarse_train[idx] if data.coarse_train is not None else None
     s = LTSplit(data.name, imb, imb_type, subset_seed, data.x_train[idx], data.y_train[idx], idx, data.x_test,
@@ -274,8 +401,8 @@ def lt_split(data: CifarData, imb=100, imb_type='exp', subset_seed=0, n_max=None
 
 def cifar_lt(dataset='cifar100', imb=100, imb_type='exp', subset_seed=0, data_dir=None, download=True,
              val_per_class=0) -> LTSplit:
-    "Load `dataset` and draw its long-tailed subset."
-    lt_counts(2, 2, imb, imb_type)  # validate before touching the disk
+    "Load `dataset` and draw its long-tailed subset (a bad `imb` is refused before any data is read)."
+    if (s := _full_shape(dataset)) is not None: _lt_counts(*s, imb, imb_type, dataset)
     return lt_split(load_cifar(dataset, data_dir, download), imb, imb_type, subset_seed, val_per_class=val_per_class)
 
 # %% ../nbs/00_data.ipynb #5fa8876b

@@ -4,37 +4,40 @@
 
 # %% ../nbs/06_experiment.ipynb #9525a3b1
 from __future__ import annotations
-import json, os, time
+import contextlib, json, math, os, re, time
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import DATASETS, IMB_TYPES, DeviceLoader, cifar_lt, make_loaders
+from .data import DATASETS, IMB_TYPES, DeviceLoader, cifar_lt, make_loaders, max_imb
 from .models import MODELS, create_model
 from .train import METHODS, TrainConfig, create_method, fit, pick_device, resolve_precision
 from .prior import load_la_backbone, run_la  # also registers the prior methods
 import visprior.losses  # registers the long-tailed baselines and the prior's compositions
-from .utils import atomic_write, env_info, git_info, resolve_out_dir, write_csv, write_json
+from .utils import (atomic_write, env_info, folder_lock, git_info, nbdev_testing, resolve_out_dir,
+                            save_figure, write_csv, write_json)
 from .dist import barrier, is_dist, is_main, rank, world_size
 
 # %% auto #0
-__all__ = ['INITS', 'RUN_DATASETS', 'GROUP_COLOURS', 'RunParams', 'make_params', 'params_from_namespace', 'plot_per_class',
-           'save_figure', 'load_split', 'build_loaders', 'run_experiment']
+__all__ = ['INITS', 'NOT_IDENTITY', 'RUN_DATASETS', 'TEST_CONFIG', 'GROUP_COLOURS', 'RunParams', 'make_params',
+           'params_from_namespace', 'notebook_params', 'plot_per_class', 'saved_params', 'params_diff', 'check_run_dir',
+           'load_metrics', 'load_split', 'build_loaders', 'run_experiment', 'check_finite_summary']
 
 # %% ../nbs/06_experiment.ipynb #00b77961
 INITS = ('scratch', 'ssl')
+NOT_IDENTITY = ('data_dir', 'out_dir', 'device', 'compile', 'workers')  # where and how fast, not what, a run computes
 RUN_DATASETS = (*DATASETS, 'inat2018')  # 'inat2018' reads <data>/inat2018/ (official JSON or the LT lists)
 
 @dataclass
 class RunParams:
-    "Every parameter of one CIFAR-LT run (defaults: the paper's)."
+    "Every parameter of one CIFAR-LT run (defaults: the paper's recipe and the recommended prior)."
     dataset: str = 'cifar100'      # 'cifar100', 'cifar10', 'synthetic' (tiny, for tests) or 'inat2018'
     imb: float = 100               # imbalance ratio n_max / n_min (1 = balanced)
     imb_type: str = 'exp'          # 'exp' or 'step'
     subset_seed: int = 0           # seed that picks the long-tailed subset's images (0 = the published subsets)
-    method: str = 'ce'             # training method
+    method: str = 'prior_drw'      # training method (default: the recommended prior, chosen on validation)
     model: str = 'resnet32'        # backbone
     epochs: int = 200              # supervised epochs
     schedule: str = 'step'         # 'step' (decay at 80%/90%) or 'cosine'
@@ -47,9 +50,9 @@ class RunParams:
     seed: int = 0                  # model init, shuffling, augmentation
     val_per_class: int = 20        # held-out balanced validation images per class (from images the subset left out)
     init: str = 'scratch'          # 'scratch', or 'ssl': start from the LA backbone (any method)
-    alpha: float = 0.1             # prior: label mass moved to the look-alike classes
+    alpha: float = 0.3             # prior: label mass moved to the look-alike classes
     T: float = 0.1                 # prior: temperature of softmax(S / T)
-    alpha_power: float = 0.0       # prior: alpha_c = alpha * (n_c / n_max) ** alpha_power (0 = the same for all)
+    alpha_power: float = 1.0       # prior: alpha_c = alpha * (n_c / n_max) ** alpha_power (0 = the same for all)
     knn_k: int = 10                # prior_instance: nearest neighbours per image
     tau: float = 1.0               # logit_adjust(_posthoc), prior_logit_adjust: tau of tau * log(prior) (1 = Balanced Softmax)
     focal_gamma: float = 1.0       # focal: gamma
@@ -71,7 +74,7 @@ class RunParams:
     workers: int = 4               # inat2018: DataLoader worker processes per rank (JPEG decoding)
     device: str = 'auto'           # 'auto', 'cpu', 'cuda' or 'cuda:N'
     data_dir: str | None = None    # data folder; None = $VISPRIOR_DATA, else ~/.cache/visprior
-    out_dir: str = 'results/runs'  # where run folders go (relative = to the project root)
+    out_dir: str = 'runs'          # where run folders go (relative = to the project root; git-ignored)
 
     def train_config(self) -> TrainConfig:
         "The trainer's share of the parameters."
@@ -84,8 +87,11 @@ class RunParams:
             if not ok: raise ValueError(f"{name}={getattr(self, name)!r} is invalid: {what}")
         isint = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
         need(self.dataset in RUN_DATASETS, 'dataset', f'valid: {RUN_DATASETS}')
-        need(isinstance(self.imb, (int, float)) and not isinstance(self.imb, bool) and self.imb >= 1, 'imb',
-             'the imbalance ratio must be a number >= 1 (1 = balanced)')
+        need(isinstance(self.imb, (int, float)) and not isinstance(self.imb, bool) and math.isfinite(self.imb)
+             and self.imb >= 1, 'imb', 'the imbalance ratio must be a finite number >= 1 (1 = balanced)')
+        top = max_imb(self.dataset) if self.dataset in DATASETS else None
+        need(top is None or self.imb <= top, 'imb',
+             f'{self.dataset} keeps at most {top:g} images per class, so imb must be in [1, {top:g}] (every class keeps >= 1 image)')
         need(self.imb_type in IMB_TYPES, 'imb_type', f'valid: {IMB_TYPES}')
         need(isint(self.subset_seed) and self.subset_seed >= 0, 'subset_seed', 'must be an integer >= 0')
         need(isint(self.val_per_class) and self.val_per_class >= 0, 'val_per_class', 'must be an integer >= 0')
@@ -109,8 +115,8 @@ class RunParams:
             need(isint(getattr(self, name)) and getattr(self, name) >= lo, name, f'must be an integer >= {lo}')
         need(self.method in METHODS, 'method', f'valid: {tuple(METHODS)}')
         need(self.model in MODELS, 'model', f'valid: {tuple(MODELS)}')
-        need(isinstance(self.device, str) and (self.device in ('auto', 'cpu') or self.device.startswith('cuda')),
-             'device', "valid: 'auto', 'cpu', 'cuda', 'cuda:N'")
+        need(isinstance(self.device, str) and re.fullmatch(r'auto|cpu|cuda(:\d+)?', self.device) is not None,
+             'device', "valid: 'auto', 'cpu', 'cuda', 'cuda:N' (N a GPU index)")
         need(self.data_dir is None or isinstance(self.data_dir, (str, os.PathLike)), 'data_dir', 'must be a path')
         need(isinstance(self.out_dir, (str, os.PathLike)) and str(self.out_dir) != '', 'out_dir', 'must be a path')
         self.train_config().validate()
@@ -123,6 +129,10 @@ class RunParams:
         init = '-ssl' if self.init == 'ssl' else ''
         if self.dataset == 'inat2018': return f"inat2018-{self.method}{init}-s{self.seed}"  # its imbalance is fixed
         return f"{self.dataset}-lt{self.imb:g}{extra}-{self.method}{init}-s{self.seed}"
+
+    def identity(self) -> dict:
+        "The parameters that decide what a run computes (not where it is written, nor how fast)."
+        return {k: v for k, v in asdict(self).items() if k not in NOT_IDENTITY}
 
     def method_hparams(self) -> dict:
         "What the method's constructor receives: the method parameters, and where the matching CE run lives."
@@ -147,6 +157,18 @@ def params_from_namespace(ns: dict, before: set) -> RunParams:
     new = {k for k in ns if k not in before and not k.startswith('_') and k not in ('In', 'Out')}
     return make_params(**{k: ns[k] for k in new | (known & set(ns))})
 
+TEST_CONFIG = dict(dataset='synthetic', imb=5, epochs=2, batch_size=32, lr=0.05, warmup_epochs=1, schedule='cosine',
+                   la_epochs=2, la_k=64, la_clusters=8, la_kmeans=2)  # seconds on a CPU
+
+def notebook_params(ns: dict, before: set) -> RunParams:
+    "The run notebook's parameters; under `nbdev_test` only, the tiny synthetic `TEST_CONFIG` in a throwaway folder."
+    p = params_from_namespace(ns, before)
+    if not nbdev_testing(): return p
+    import tempfile
+    out = tempfile.mkdtemp()
+    print(f"nbdev_test: the tiny synthetic test configuration, in {out}")
+    return make_params(**{**asdict(p), **TEST_CONFIG, 'out_dir': out, 'la_root': f'{out}/la'})
+
 # %% ../nbs/06_experiment.ipynb #7528ba8e
 GROUP_COLOURS = {'many': '#1f77b4', 'medium': '#ff7f0e', 'few': '#d62728'}
 
@@ -164,31 +186,50 @@ def plot_per_class(per_class, counts, groups, title='', ax=None):
     ax.set_ylim(-3, 103); ax.legend(fontsize=8, loc='upper left'); ax.set_title(title, fontsize=9); ax.grid(alpha=.3)
     return fig or ax.figure
 
-def save_figure(fig, path):
-    "Atomically save a matplotlib figure as PNG."
-    import matplotlib.pyplot as plt
-    atomic_write(path, lambda p: fig.savefig(p, format='png', bbox_inches='tight'))
-    plt.close(fig)
 
 # %% ../nbs/06_experiment.ipynb #8783b41b
-_NOT_IDENTITY = ('data_dir', 'out_dir', 'device', 'compile', 'workers')  # where and how fast, not what, a run computes
+_RUN_FILES = ('metrics.json', 'history.csv', 'model.pt', 'ckpt.pt', 'test_predictions.npz')
+# a key missing from an older params.json had the value of the default at the time it was saved
+_MISSING_MEANS = {'method': 'ce', 'alpha': 0.1, 'alpha_power': 0.0, 'out_dir': 'results/runs'}
 
-def _prepare_run_dir(p: RunParams) -> tuple[Path, dict | None]:
+def saved_params(run_dir) -> dict | None:
+    "The parameters a run folder was made with (None if it holds no run); an unreadable params.json is an error."
+    run_dir = Path(run_dir); f = run_dir/'params.json'
+    if not f.exists():
+        held = [n for n in _RUN_FILES if (run_dir/n).exists()]
+        if held: raise ValueError(f"{run_dir} holds a run ({', '.join(held)}) but no params.json, so its parameters are "
+                                  "unknown; restore params.json, or move that folder away to run here")
+        return None
+    try: saved = json.loads(f.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{f} cannot be read ({e}); restore it, or move {run_dir} away to run here") from None
+    if not isinstance(saved, dict): raise ValueError(f"{f} is not a JSON object; restore it, or move {run_dir} away")
+    return {**asdict(RunParams()), **_MISSING_MEANS, **saved}
+
+def params_diff(saved: dict, p: RunParams) -> dict:
+    "The identity parameters on which a saved run differs from `p`: {name: (saved, asked)}."
+    mine = p.identity()
+    return {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+
+def check_run_dir(p: RunParams) -> tuple[Path, str]:
+    "Where `p` runs, and its state: 'new', 'partial' (resumes) or 'done'; a folder holding other parameters is an error."
     run_dir = resolve_out_dir(p.out_dir)/p.name
-    saved = run_dir/'params.json'
-    mine = {k: v for k, v in asdict(p).items() if k not in _NOT_IDENTITY}
-    if saved.exists():
-        # a parameter added after the run was saved is compared at its default, which reproduces the old behaviour
-        theirs = {**asdict(RunParams()), **json.loads(saved.read_text())}
-        theirs = {k: v for k, v in theirs.items() if k not in _NOT_IDENTITY}
-        if theirs != mine:
-            diff = {k: (theirs.get(k), mine.get(k)) for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k)}
-            raise ValueError(f"{run_dir} already holds a run with other parameters {diff} (saved, asked); "
-                             "choose another out_dir, or delete that folder to replace it")
-        if (run_dir/'metrics.json').exists(): return run_dir, json.loads((run_dir/'metrics.json').read_text())
-    if is_main(): write_json(saved, asdict(p))
-    barrier()
-    return run_dir, None
+    saved = saved_params(run_dir)
+    if saved is None: return run_dir, 'new'
+    diff = params_diff(saved, p)
+    if diff:
+        raise ValueError(f"{run_dir} already holds a run with other parameters: "
+                         + ', '.join(f'{k} saved {a!r}, asked {b!r}' for k, (a, b) in sorted(diff.items()))
+                         + "; choose another out_dir, or move that folder away to replace it")
+    return run_dir, 'done' if (run_dir/'metrics.json').exists() else 'partial'
+
+def load_metrics(run_dir) -> dict:
+    "A finished run's metrics.json, with a clear error if it cannot be read."
+    f = Path(run_dir)/'metrics.json'
+    try: return json.loads(f.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{f} cannot be read ({e}); the run is finished but its metrics are damaged: restore the file "
+                         "(git checkout), or move the folder away to run it again") from None
 
 def load_split(p: RunParams):
     "The run's data: a CIFAR-LT subset (with its validation split), or iNaturalist 2018."
@@ -217,9 +258,17 @@ def build_loaders(p: RunParams, split, method, device):
 def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> dict:
     "Train and evaluate one run, writing its folder; a finished run is loaded, not redone."
     p = make_params(**params) if isinstance(params, dict) else params.validate()
-    run_dir, done = _prepare_run_dir(p)
-    if done is not None:
-        print(f'{run_dir} is complete: loaded, not re-run'); return done
+    run_dir, state = check_run_dir(p)
+    if state == 'done':
+        print(f'{run_dir} is complete: loaded, not re-run'); return load_metrics(run_dir)
+    lock = folder_lock(run_dir) if is_main() else contextlib.nullcontext()
+    with lock:  # one process per run folder (rank 0 holds it for the whole DDP job)
+        run_dir, state = check_run_dir(p)  # another process may have finished it while we waited
+        if state == 'done':
+            print(f'{run_dir} is complete: loaded, not re-run'); return load_metrics(run_dir)
+        return _train_run(p, run_dir, progress, stop_after)
+
+def _train_run(p: RunParams, run_dir: Path, progress, stop_after) -> dict:
     t0, git = time.time(), git_info()  # the code as it was when the run started
     split = load_split(p)
     device = pick_device(p.device)
@@ -231,14 +280,28 @@ def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> 
                                        progress, p.model, p.image_size, p.workers))
     model = model.to(device)
     tr, te, va = build_loaders(p, split, method, device)
+    if is_main(): write_json(run_dir/'params.json', asdict(p))  # only now: a run that failed to start blocks nothing
+    barrier()
     cfg = method.train_config(p.train_config())  # decoupled methods train fewer epochs, or none
     history, logits, y, summ = fit(model, method, tr, te, cfg, split.groups, run_dir/'ckpt.pt', stop_after, progress,
                                    val_dl=va)
     if len(history) < max(cfg.epochs, 1): return dict(incomplete=True, epochs_done=len(history), run_dir=str(run_dir))
+    check_finite_summary(summ, history, run_dir)
     if not is_main(): barrier(); return dict(rank=rank(), top1=summ['top1'])  # rank 0 writes the folder
     out = _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, time.time() - t0, git, cfg)
     barrier()
     return out
+
+def check_finite_summary(summ: dict, history: list, run_dir=None):
+    "Refuse to mark a run finished when a metric is not a finite number (a diverged run)."
+    vals = {k: summ.get(k) for k in ('top1', 'ece')} | {f'per_class[{c}]': v for c, v in enumerate(summ.get('per_class', []))}
+    vals |= {f'history epoch {r.get("epoch")} {k}': r[k] for r in history for k in ('train_loss', 'top1', 'ece', 'val_top1')
+             if k in r}
+    bad = {k: v for k, v in vals.items() if v is None or not math.isfinite(v)}
+    if bad:
+        raise FloatingPointError(f"run {run_dir or ''} diverged: non-finite {dict(list(bad.items())[:3])}; it is not "
+                                 "marked finished (no metrics.json). Lower lr or check the inputs, in another out_dir")
+
 
 # %% ../nbs/06_experiment.ipynb #c1fe2a9f
 def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, process_time, git, cfg):
@@ -255,7 +318,7 @@ def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device
     atomic_write(run_dir/'model.pt', lambda f: torch.save({k: v.cpu() for k, v in model.state_dict().items()}, f))
     amp, cl = resolve_precision(p.train_config(), device)
     metrics = dict(
-        run=p.name, headline='last epoch',
+        run=p.name, headline='last epoch', params=p.identity(),
         top1=summ['top1'], many=summ['many'], medium=summ['medium'], few=summ['few'], ece=summ['ece'],
         best_of_run=dict(note='best test top-1 over evaluated epochs; NOT the headline', top1=best['top1'],
                          epoch=best['epoch']),

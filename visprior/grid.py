@@ -8,7 +8,7 @@ import argparse, itertools, json, sys, time, tomllib
 from dataclasses import asdict
 from pathlib import Path
 
-from .experiment import make_params, RunParams
+from .experiment import check_run_dir, make_params, RunParams
 from .utils import project_root, resolve_out_dir
 
 # %% auto #0
@@ -42,7 +42,7 @@ def load_grid(path) -> tuple[Path, list[RunParams]]:
         raise ValueError(f"grid file {path} needs a 'notebook' and at least one [[runs]] block")
     nb = (path.parent/g['notebook']).resolve()
     if not nb.exists(): raise FileNotFoundError(f"grid file {path}: notebook {nb} does not exist")
-    runs, seen = [], set()
+    runs, seen = [], {}
     for b, block in enumerate(g['runs'], 1):
         for entry in _expand({**g.get('defaults', {}), **block}):
             try:
@@ -50,23 +50,42 @@ def load_grid(path) -> tuple[Path, list[RunParams]]:
                 p = make_params(**entry)
             except (ValueError, KeyError, TypeError) as e:
                 raise ValueError(f"grid file {path}, [[runs]] block {b}, entry {entry}: {e}") from None
-            key = (str(resolve_out_dir(p.out_dir)), p.name)
-            if key not in seen: seen.add(key); runs.append(p)
+            key = run_dir_of(p)
+            if key in seen:  # the same folder twice: a true duplicate is dropped, anything else is an error
+                (b0, q) = seen[key]
+                diff = {k: (v, p.identity()[k]) for k, v in q.identity().items() if p.identity()[k] != v}
+                if diff:
+                    raise ValueError(f"grid file {path}: [[runs]] blocks {b0} and {b} both write {key} but differ in "
+                                     + ', '.join(f'{k} ({a!r} / {c!r})' for k, (a, c) in sorted(diff.items()))
+                                     + "; keep them apart with an out_dir template, e.g. out_dir = \"results/runs/x/"
+                                     + '-'.join(f'{k}{{{k}}}' for k in sorted(diff)) + '"')
+                continue
+            seen[key] = (b, p); runs.append(p)
     runs.sort(key=lambda p: p.method in FROM_CE)  # stable: CE runs (and everything else) first
-    have = {(str(resolve_out_dir(p.out_dir)), p.name) for p in runs}
+    have = {run_dir_of(p) for p in runs}
     for p in runs:
         if p.method not in FROM_CE: continue
         ce = RunParams(**{**asdict(p), 'method': 'ce', 'init': 'scratch'})
-        k = (str(resolve_out_dir(ce.out_dir)), ce.name)
-        if k not in have and not (Path(k[0])/k[1]/'metrics.json').exists():
-            raise ValueError(f"grid file {path}: {p.name} starts from the CE run {ce.name} in {k[0]}, which is neither "
+        k = run_dir_of(ce)
+        if k not in have and not (k/'metrics.json').exists():
+            raise ValueError(f"grid file {path}: {p.name} starts from the CE run {ce.name} in {k.parent}, which is neither "
                              "finished nor in the grid; add method 'ce' with the same parameters")
+    extra = g.get('notebook_params', {})
+    if extra:  # checked now, not when the first run reaches papermill
+        import papermill as pm
+        declared = set(pm.inspect_notebook(str(nb)))
+        bad = sorted(k for k in extra if k not in declared or k in RunParams.__dataclass_fields__)
+        if bad: raise ValueError(f"grid file {path}: [notebook_params] {bad} are not notebook-only parameters of {nb.name}; "
+                                 f"valid: {sorted(declared - set(RunParams.__dataclass_fields__))} (run parameters go in "
+                                 "[defaults] or [[runs]])")
     return nb, runs
 
-# %% ../nbs/08_grid.ipynb #68f51016
 def run_dir_of(p: RunParams) -> Path: return resolve_out_dir(p.out_dir)/p.name
 
-def is_done(p: RunParams) -> bool: return (run_dir_of(p)/'metrics.json').exists()
+# %% ../nbs/08_grid.ipynb #68f51016
+def is_done(p: RunParams) -> bool:
+    "Finished with exactly these parameters; a folder holding other parameters is an error naming them."
+    return check_run_dir(p)[1] == 'done'
 
 def select(runs, only=()) -> list:
     "The runs whose parameters match every 'key=v1,v2' filter."
@@ -81,6 +100,10 @@ def select(runs, only=()) -> list:
     for f in only:
         key, _, vals = f.partition('=')
         if key not in names or not vals: raise ValueError(f"filter {f!r} is invalid: write key=v1,v2 with key one of {sorted(names)}")
+        present = sorted({str(getattr(p, key)) for p in runs})
+        for s in vals.split(','):  # a value that matches nothing is a typo, not an empty selection
+            if not any(match(p, key, [s]) for p in runs):
+                raise ValueError(f"filter {f!r}: no run of the grid has {key}={s!r}; values here: {present}")
         runs = [p for p in runs if match(p, key, vals.split(','))]
     return runs
 
@@ -110,7 +133,7 @@ def run_grid(path, dry_run=False, keep_going=False, log=print, kernel='python3',
     nb, runs = load_grid(path)
     runs = select(runs, only)
     extra = read_grid(path).get('notebook_params', {})  # the notebook's own parameters (e.g. run_inat's nproc)
-    todo = [p for p in runs if not is_done(p)]
+    todo = [p for p in runs if not is_done(p)]  # every folder checked against its parameters before any run
     log(f"{path}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run")
     if dry_run:
         for p in todo: log(f"  would run {run_dir_of(p)}")

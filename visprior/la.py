@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_la.ipynb #694fe2ce
 from __future__ import annotations
-import hashlib, json, math, time
+import contextlib, hashlib, json, math, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -17,8 +17,9 @@ from tqdm.auto import tqdm
 
 from .data import DeviceLoader, LTSplit, _mix
 from .models import create_model
-from .train import TrainConfig, bf16_supported, lr_factor, pick_device
-from .utils import atomic_write, env_info, git_info, resolve_out_dir, write_csv, write_json
+from .train import TrainConfig, bf16_supported, check_finite_model, lr_factor, pick_device
+from .utils import (atomic_write, env_info, folder_lock, git_info, load_torch, resolve_out_dir, write_csv,
+                            write_json)
 from .dist import (all_gather_cat, barrier, broadcast_from_main, gather_by_index, is_dist, is_main, rank,
                            unique_first, world_size)
 
@@ -312,7 +313,7 @@ def save_la_checkpoint(path, tr: LATrainer, epoch):
 
 def load_la_checkpoint(path, tr: LATrainer) -> int:
     "Restore LA state; returns the next epoch."
-    state = torch.load(path, map_location='cpu', weights_only=False)
+    state = load_torch(path, 'LA checkpoint')  # weights_only: never unpickles code
     if state['cfg'] != asdict(tr.cfg):
         diff = {k: (state['cfg'].get(k), v) for k, v in asdict(tr.cfg).items() if state['cfg'].get(k) != v}
         raise ValueError(f"LA checkpoint {path} was made with other settings {diff} (saved, asked)")
@@ -329,6 +330,7 @@ def fit_la(split: LTSplit, cfg: LAConfig, device='cpu', ckpt_path=None, stop_aft
                disable=not progress or not is_main(), mininterval=5)
     for epoch in bar:
         row = la_train_epoch(tr, epoch)
+        check_finite_model(tr.model, epoch + 1); check_finite_model(tr.bank, epoch + 1)  # before the checkpoint
         if (epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs:
             t0 = time.perf_counter(); row.update(la_monitor(tr), monitor_time=time.perf_counter() - t0)
         tr.history.append(row)
@@ -354,6 +356,11 @@ def la_embedding(split: LTSplit, cfg: LAConfig, root='results/la', device='auto'
     "The cached LA embedding of `split`'s training images, training LA first if needed (None if stopped early)."
     d = la_dir(split, cfg, root)
     if (d/'embedding.npy').exists(): return _load_la(d)
+    with folder_lock(d, 'LA') if is_main() else contextlib.nullcontext():  # one process trains a cache folder
+        if (d/'embedding.npy').exists(): return _load_la(d)  # another process finished it while we waited
+        return _train_la(d, split, cfg, device, progress, stop_after, loaders, workers)
+
+def _train_la(d, split, cfg, device, progress, stop_after, loaders, workers):
     git, t0 = git_info(), time.time()
     if is_main():
         write_json(d/'la_config.json', dict(asdict(cfg), dataset=split.name, imb=split.imb, imb_type=split.imb_type,

@@ -18,6 +18,7 @@ from .la import embed_images, knn_predict
 from .metrics import per_class_accuracy
 from .prior import _PriorBase, load_la_network, run_la
 from .train import Method, bf16_supported, register_method
+from .utils import load_torch
 
 # %% auto #0
 __all__ = ['TAU_GRID', 'log_prior', 'cb_weights', 'focal_loss', 'ldam_margins', 'ldam_loss', 'drw_epoch', 'logit_adjusted_ce',
@@ -127,7 +128,7 @@ class _FromCE(Method):
             bad = {k: (saved[k], run_params.get(k)) for k in _MATCH if k in saved and saved[k] != run_params.get(k)}
             if bad: raise ValueError(f"the CE run {self.ce_run} differs from this run in {bad} (CE run, this run)")
     def ce_state(self) -> dict:
-        return torch.load(self.ce_run/'model.pt', map_location='cpu', weights_only=True)
+        return load_torch(self.ce_run/'model.pt', 'the CE run\'s weights')
     def extra_metrics(self) -> dict: return dict(ce_run=str(self.ce_run))
 
 @register_method('kd')

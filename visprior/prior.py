@@ -16,6 +16,7 @@ from .la import LAConfig, class_similarity, embed_images, knn, knn_predict, la_e
 from .models import create_model
 from .metrics import summarize
 from .train import Method, register_method
+from .utils import load_torch
 
 # %% auto #0
 __all__ = ['prior_alpha', 'soft_targets', 'soft_ce', 'instance_targets', 'la_config', 'run_la', 'load_la_backbone', 'Prior',
@@ -68,7 +69,7 @@ def run_la(split, la_epochs=200, la_k=1024, la_clusters=200, la_kmeans=3, la_roo
 
 def load_la_backbone(model, la: dict):
     "Copy the LA network's backbone into `model` (not its projection head or classifier)."
-    state = torch.load(la['model'], map_location='cpu', weights_only=True)
+    state = load_torch(la['model'], 'LA weights')
     keep = {k: v for k, v in state.items() if not k.startswith(('proj.', 'classifier.'))}
     missing, unexpected = model.load_state_dict(keep, strict=False)
     bad = [k for k in missing if not k.startswith(('proj.', 'classifier.'))]
@@ -99,8 +100,7 @@ class _PriorBase(Method):
 
     def save_artifacts(self, run_dir, probs=None):
         "Similarity, soft targets and the interpretability figures, into the run folder."
-        from visprior.utils import atomic_write
-        from visprior.experiment import save_figure
+        from visprior.utils import atomic_write, save_figure
         for name, a in (('similarity', self.S), ('soft_targets', self.Q)):
             def w(f, a=a):
                 with open(f, 'wb') as fh: np.save(fh, a.cpu().numpy().astype(np.float32))
@@ -165,7 +165,7 @@ def load_la_network(la: dict, device='cpu'):
     saved = json.loads((Path(la['dir'])/'la_config.json').read_text())
     cfg = LAConfig(**{f: v for f, v in saved.items() if f in LAConfig.__dataclass_fields__})
     model = create_model(cfg.model, 0, proj_dim=cfg.proj_dim)
-    model.load_state_dict(torch.load(la['model'], map_location='cpu', weights_only=True))
+    model.load_state_dict(load_torch(la['model'], 'LA weights'))
     return model.to(device).eval()
 
 @torch.no_grad()

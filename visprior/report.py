@@ -13,10 +13,10 @@ import pandas as pd
 from .utils import atomic_write, markdown_table
 
 # %% auto #0
-__all__ = ['PRIOR_DEFAULTS', 'PUBLISHED', 'HEADLINE_COLUMNS', 'load_runs', 'method_label', 'summarize_runs', 'table_markdown',
-           'superclass_mistakes', 'superclass_chance', 'run_superclass_mistakes', 'load_history', 'epochs_to_reach',
-           'top1_at_time', 'plot_per_class_pair', 'plot_convergence', 'reliability', 'plot_reliability', 'write_table',
-           'copy_figure']
+__all__ = ['PRIOR_DEFAULTS', 'PUBLISHED', 'HEADLINE_COLUMNS', 'BUDGET_KEYS', 'load_runs', 'method_label', 'summarize_runs',
+           'table_markdown', 'superclass_mistakes', 'superclass_chance', 'run_superclass_mistakes', 'load_history',
+           'epochs_to_reach', 'top1_at_time', 'plot_per_class_pair', 'plot_convergence', 'reliability',
+           'plot_reliability', 'write_table', 'copy_figure', 'committed_runs', 'reference_rows']
 
 # %% ../nbs/09_report.ipynb #53928eb1
 def load_runs(root) -> pd.DataFrame:
@@ -192,3 +192,56 @@ def copy_figure(src, dst) -> bool:
     "Copy a run's figure if it exists; returns whether it did."
     if not Path(src).exists(): return False
     atomic_write(dst, lambda p: shutil.copyfile(src, p)); return True
+
+# %% ../nbs/09_report.ipynb #d8c8516d
+BUDGET_KEYS = ('dataset', 'imb', 'imb_type', 'subset_seed', 'model', 'epochs', 'schedule', 'batch_size', 'lr', 'momentum',
+               'weight_decay', 'warmup_epochs', 'val_per_class')  # what makes two runs comparable
+
+def committed_runs(root=None) -> list:
+    "(folder, parameters, metrics) of every finished run under `root` (default results/runs) that git tracks."
+    import subprocess
+    from visprior.experiment import saved_params
+    from visprior.utils import project_root
+    base = project_root()
+    root = Path(root) if root else base/'results'/'runs'
+    r = subprocess.run(['git', 'ls-files', '--', str(root)], cwd=base, capture_output=True, text=True)
+    tracked = {(base/f).resolve() for f in r.stdout.splitlines()} if r.returncode == 0 else None
+    out = []
+    for m in sorted(root.rglob('metrics.json')):
+        if tracked is not None and m.resolve() not in tracked: continue
+        try: out.append((m.parent, saved_params(m.parent), json.loads(m.read_text())))
+        except (ValueError, OSError): continue
+    return out
+
+def reference_rows(p, metrics: dict, runs: list) -> tuple[pd.DataFrame, str]:
+    "This run beside CE and the strongest baseline of the same subset and budget, and whether it reproduces a run."
+    from visprior.utils import resolve_out_dir
+    mine = resolve_out_dir(p.out_dir)/p.name
+    same = [(d, q, m) for d, q, m in runs if all(q.get(k) == getattr(p, k) for k in BUDGET_KEYS)]
+    row = lambda label, ms, seeds: dict(run=label, seeds=','.join(map(str, seeds)),
+                                        **{k: _pm([m[k] for m in ms]) for k in ('top1', 'many', 'medium', 'few', 'ece')})
+    rows = [row(f'this run: {method_label(p.method, p.init, p.alpha, p.T, p.alpha_power)}', [metrics], [p.seed])]
+    by = {}
+    for d, q, m in same:
+        if q['init'] != 'scratch' or q['method'].startswith('prior') or q['method'] == 'knn' or d.resolve() == mine.resolve(): continue
+        by.setdefault(q['method'], []).append((q['seed'], m))
+    best = max((k for k in by if k != 'ce'), key=lambda k: np.mean([m['top1'] for _, m in by[k]]), default=None)
+    for k, label in (('ce', 'CE (committed)'), (best, f'{best} (committed; strongest baseline)')):
+        if k is None or k not in by: continue
+        ms = sorted(by[k], key=lambda t: t[0])
+        r = row(label, [m for _, m in ms], [s for s, _ in ms])
+        pair = [m for s, m in ms if s == p.seed]
+        r['this run minus it, same seed'] = f"{metrics['top1'] - pair[0]['top1']:+.2f}" if pair else '–'
+        rows.append(r)
+    twin = [(d, m) for d, q, m in runs if {k: q.get(k) for k in p.identity()} == p.identity()]
+    if not twin: note = 'No committed run has these parameters, so there is nothing to reproduce.'
+    elif any(d.resolve() == mine.resolve() for d, _ in twin): note = 'This is the committed run itself (loaded, not re-run).'
+    else:
+        d, m = twin[0]
+        same_pc = m.get('per_class') == metrics.get('per_class')
+        note = (f"Reproduces the committed run {d} bit for bit (every per-class accuracy equal; top-1 {m['top1']:.2f})."
+                if same_pc and m['top1'] == metrics['top1'] else
+                f"Does NOT reproduce the committed run {d}: top-1 {metrics['top1']:.2f} here against {m['top1']:.2f} there.")
+    if len(rows) == 1: note += (' No committed CE or baseline run has this subset and budget'
+                                ' (the CPU-budget table is results/tables/cifar100_lt.md).')
+    return pd.DataFrame(rows), note

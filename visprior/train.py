@@ -15,12 +15,12 @@ from tqdm.auto import tqdm
 
 from .dist import barrier, is_dist, is_main
 from .metrics import evaluate, summarize
-from .utils import atomic_write
+from .utils import atomic_write, load_torch
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'METHODS', 'TrainConfig', 'lr_factor', 'Method', 'register_method', 'create_method', 'CE', 'pick_device',
            'bf16_supported', 'resolve_precision', 'save_checkpoint', 'load_checkpoint', 'make_optimizer', 'train_epoch',
-           'val_scores', 'fit']
+           'check_finite', 'check_finite_model', 'val_scores', 'fit']
 
 # %% ../nbs/05_train.ipynb #e7d35e36
 SCHEDULES = ('step', 'cosine')
@@ -127,7 +127,7 @@ _RESUME_KEYS = ('epochs', 'batch_size', 'lr', 'momentum', 'weight_decay', 'sched
 
 def load_checkpoint(path, model, opt, cfg):
     "Restore a checkpoint into `model` and `opt`; returns (next epoch, history)."
-    state = torch.load(path, map_location='cpu', weights_only=False)
+    state = load_torch(path, 'checkpoint')  # weights_only: never unpickles code
     diff = {k: (state['cfg'].get(k), getattr(cfg, k)) for k in _RESUME_KEYS if state['cfg'].get(k) != getattr(cfg, k)}
     if diff: raise ValueError(f"checkpoint {path} was made with other settings {diff} (saved, asked): "
                               "resume with the same settings, or use another output folder")
@@ -160,9 +160,22 @@ def train_epoch(model, method, dl, opt, cfg, epoch, amp, net=None):
         torch.distributed.all_reduce(t); tot_loss, tot_hit, n = t[0], t[1], float(t[2])
     return float(tot_loss) / n, 100 * float(tot_hit) / n
 
+def check_finite(what, epoch, **tensors):
+    "Raise `FloatingPointError` naming the first tensor that holds NaN or inf."
+    for name, t in tensors.items():
+        if t is not None and not bool(torch.isfinite(t).all()):
+            raise FloatingPointError(f"{what} became non-finite at epoch {epoch}: {name} holds NaN or inf (the run "
+                                     "diverged; it is not marked finished). Lower lr, or check the inputs")
+
+def check_finite_model(model, epoch):
+    "Every parameter and buffer of `model` is finite."
+    for n, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_floating_point(): check_finite('the model', epoch, **{n: t.detach()})
+
 def val_scores(model, method, val_dl, amp) -> dict:
     "Top-1 and class-balanced accuracy (mean over the classes present) on a validation loader."
     logits, y = method.predict(model, val_dl, amp)
+    check_finite('evaluation', '(validation)', validation_logits=method.test_logits(logits).float())
     pred = method.test_logits(logits).argmax(1)
     acc_c = [float((pred[y == c] == c).float().mean()) for c in y.unique().tolist()]
     return dict(val_top1=100 * float((pred == y).float().mean()), val_balanced=100 * float(np.mean(acc_c)))
@@ -190,6 +203,7 @@ def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_pa
     def evaluate_all(row):
         t1 = time.perf_counter()
         logits, y = method.predict(model, test_dl, amp)
+        check_finite('evaluation', row['epoch'], test_logits=method.test_logits(logits).float())
         summ = summarize(method.test_logits(logits), y, groups)
         row.update({k: v for k, v in summ.items() if k != 'per_class'}, eval_time=time.perf_counter() - t1)
         if val_dl is not None and len(val_dl.y): row.update(val_scores(model, method, val_dl, amp))
@@ -204,7 +218,9 @@ def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_pa
         loss, acc = train_epoch(model, method, train_dl, opt, cfg, epoch, amp, net)
         row = dict(epoch=epoch + 1, lr=cfg.lr * lr_factor(epoch, cfg), train_loss=loss, train_acc=acc,
                    train_time=time.perf_counter() - t0)
-        if not math.isfinite(loss): raise FloatingPointError(f"training loss became {loss} at epoch {epoch + 1}")
+        if not math.isfinite(loss): raise FloatingPointError(f"training loss became {loss} at epoch {epoch + 1} (the "
+                                                             "run diverged; it is not marked finished). Lower lr")
+        check_finite_model(model, epoch + 1)  # before the checkpoint: the folder keeps its last good epoch
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs: logits, y, summ = evaluate_all(row)
         history.append(row)
         if ckpt_path:

@@ -4,19 +4,31 @@
 
 # %% ../nbs/00a_utils.ipynb #d100ca8a
 from __future__ import annotations
-import json, os, platform, subprocess
+import contextlib, glob, json, os, platform, re, subprocess, sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['atomic_write', 'write_json', 'write_csv', 'project_root', 'git_info', 'env_info', 'markdown_table', 'resolve_out_dir']
+__all__ = ['atomic_write', 'write_json', 'write_csv', 'project_root', 'git_info', 'env_info', 'markdown_table', 'resolve_out_dir',
+           'save_figure', 'RunLockedError', 'folder_lock', 'load_torch', 'nbdev_testing']
 
 # %% ../nbs/00a_utils.ipynb #98454251
+def _remove_stale_tmp(path: Path):
+    "Delete temporary siblings of `path` left by writers that were killed (their pid is gone)."
+    for t in path.parent.glob(f'.{glob.escape(path.name)}.*.tmp'):
+        m = re.fullmatch(rf'\.{re.escape(path.name)}\.(\d+)\.tmp', t.name)
+        if not m or int(m[1]) == os.getpid(): continue
+        try: os.kill(int(m[1]), 0)              # signal 0: does that process still exist?
+        except ProcessLookupError: t.unlink(missing_ok=True)
+        except PermissionError: pass            # alive, owned by someone else
+
+
 def atomic_write(path, write):
     "Call `write(tmp_path)` and rename the result to `path`, so `path` is never half-written."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(path)  # a SIGKILL skips `finally`: clear what a killed writer left
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
     try:
         write(tmp); os.replace(tmp, path)
@@ -44,26 +56,30 @@ def write_csv(path, rows):
     import pandas as pd
     return atomic_write(path, lambda p: pd.DataFrame(rows).to_csv(p, index=False))
 
-# %% ../nbs/00a_utils.ipynb #68fe8065
+# %% ../nbs/00a_utils.ipynb #9c8e10cc
+def _visprior_checkout(start) -> Path | None:
+    for d in (start, *start.parents):
+        ini = d/'settings.ini'
+        if ini.is_file() and 'repo = visprior' in ini.read_text(): return d
+    return None
+
 def project_root(start=None) -> Path:
-    "The visprior checkout above `start` (default: cwd), else the one holding this package, else cwd."
+    "The checkout holding the imported package (or the one above `start`, if given), else the one above cwd, else cwd."
     import visprior
-    for base in [Path(start or os.getcwd()).resolve(), Path(visprior.__file__).resolve().parent.parent]:
-        for d in (base, *base.parents):
-            ini = d/'settings.ini'
-            if ini.is_file() and 'repo = visprior' in ini.read_text():
-                return d
+    bases = [Path(start).resolve()] if start else [Path(visprior.__file__).resolve().parent.parent, Path(os.getcwd()).resolve()]
+    for base in bases:
+        if (d := _visprior_checkout(base)) is not None: return d
     return Path(os.getcwd())
 
 def git_info(root=None) -> dict:
-    "Commit hash and dirty flag of the checkout (None outside git)."
-    root = root or project_root()
+    "Commit hash, dirty flag and path of the checkout the code ran from (None outside git)."
+    root = Path(root or project_root())
     try:
         run = lambda *a: subprocess.run(['git', *a], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
         commit = run('rev-parse', 'HEAD') or None
-        dirty = bool(run('status', '--porcelain', '--untracked-files=no', '--', '.', ':!results'))
-        return dict(commit=commit, dirty=dirty)
-    except Exception: return dict(commit=None, dirty=None)
+        dirty = bool(run('status', '--porcelain', '--untracked-files=no', '--', '.', ':!results')) if commit else None
+        return dict(commit=commit, dirty=dirty, checkout=str(root))
+    except Exception: return dict(commit=None, dirty=None, checkout=str(root))
 
 def env_info(device=None) -> dict:
     "Library versions and hardware."
@@ -88,3 +104,65 @@ def resolve_out_dir(out_dir) -> Path:
     "Relative output folders are taken from the project root, so notebooks and shells agree."
     p = Path(out_dir).expanduser()
     return p if p.is_absolute() else project_root()/p
+
+# %% ../nbs/00a_utils.ipynb #0c2ca8b4
+def save_figure(fig, path):
+    "Atomically save a matplotlib figure as PNG."
+    import matplotlib.pyplot as plt
+    atomic_write(path, lambda p: fig.savefig(p, format='png', bbox_inches='tight'))
+    plt.close(fig)
+
+# %% ../nbs/00a_utils.ipynb #8dbaf1bb
+class RunLockedError(RuntimeError):
+    "Another process holds the folder's lock."
+
+@contextlib.contextmanager
+def folder_lock(folder, what='run'):
+    "Hold an exclusive lock on `folder` for the block; raise `RunLockedError` at once if another process has it."
+    import fcntl
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    fh = open(folder/'.lock', 'a+')
+    try:
+        try: fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0); who = fh.read().strip() or 'unknown'
+            raise RunLockedError(f"{what} folder {folder} is in use by another process ({who}); wait for it to "
+                                 "finish, or stop it, before running this again") from None
+        fh.seek(0); fh.truncate(); fh.write(f'pid {os.getpid()} on {platform.node()}\n'); fh.flush()
+        yield folder
+    finally: fh.close()
+
+# %% ../nbs/00a_utils.ipynb #70e7674c
+def _numpy_scalar_globals() -> list:
+    "What a pickled numpy scalar (e.g. a float64 metric in a history) needs: data types, never code."
+    try: from numpy._core.multiarray import scalar
+    except ImportError: from numpy.core.multiarray import scalar
+    return [scalar, np.dtype, *{type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_)}]
+
+def load_torch(path, what='checkpoint') -> dict:
+    "`torch.load` with `weights_only=True`; a foreign or damaged file is a clear error naming it."
+    import pickle, zipfile
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError:
+        try: names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception: names = '?'
+        raise ValueError(f"{what} {path} holds objects other than tensors and plain containers ({names}), so it was not "
+                         "written by visprior and is not loaded (that would run code); move it away to start afresh") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        raise ValueError(f"{what} {path} cannot be read: it is truncated or corrupt ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200]}); move it away to start afresh") from None
+
+# %% ../nbs/00a_utils.ipynb #9a9df382
+def nbdev_testing(note=True) -> bool:
+    "True only under `nbdev_test`: `IN_TEST` is set and the notebook runs in execnb's shell, not a Jupyter kernel."
+    if not os.environ.get('IN_TEST'): return False
+    try:
+        from IPython import get_ipython
+        shell = type(get_ipython()).__name__
+    except Exception: shell = None
+    if shell == 'CaptureShell': return True
+    if note: print(f"note: IN_TEST={os.environ['IN_TEST']!r} is set, but this is not nbdev_test ({shell or 'no IPython shell'}): "
+                   "it is ignored, and the parameters given are used")
+    return False
