@@ -8,7 +8,7 @@ export:      ## regenerate visprior/ from nbs/ and strip notebook noise (keeps p
 	nbdev_export && nbdev_clean
 
 bench:       ## training throughput against the conventional recipe, and LA against CE -> results/benchmarks/
-	python -m visprior.bench
+	python -m visprior.bench --save
 
 grid:        ## the CPU grid of nbs/grids/cpu30.toml (skips finished runs; GRIDFLAGS="--dry-run" lists what is left)
 	python -m visprior.grid nbs/grids/cpu30.toml $(GRIDFLAGS)

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 
 from .data import DataNotFoundError, cifar_lt, make_loaders, lt_split, synthetic_cifar
 from .models import create_model
-from .train import bf16_supported, TrainConfig, make_optimizer
+from .train import bf16_supported, TrainConfig, make_optimizer, pick_device
 
 # %% auto #0
 __all__ = ['INAT_TRAIN', 'PILDataset', 'conventional_loader', 'time_steps', 'benchmark', 'la_benchmark', 'to_markdown',
-           'inat_estimate', 'inat_markdown', 'main']
+           'inat_estimate', 'inat_markdown', 'save_report', 'main']
 
 # %% ../nbs/07_bench.ipynb #ef12fda7
 class PILDataset(torch.utils.data.Dataset):
@@ -42,6 +42,8 @@ def conventional_loader(split, batch_size=128, workers=2, device='cpu'):
 # %% ../nbs/07_bench.ipynb #8bb7012f
 def time_steps(loader, model=None, steps=30, warmup=5, amp=False, channels_last=False, device='cpu'):
     "Images/s over `steps` batches of `loader`, each followed by a training step when `model` is given."
+    if steps < 1: raise ValueError(f"steps={steps!r} is invalid: must be an integer >= 1 (timed steps)")
+    if len(loader) == 0: raise ValueError("the loader yields no batch (fewer images than one batch?)")
     dev = torch.device(device)
     opt = make_optimizer(model.parameters(), TrainConfig()) if model is not None else None
     if model is not None:
@@ -117,7 +119,7 @@ def to_markdown(r) -> str:
               f"{r['ratio_same_precision']:.2f}x (on a CPU the model dominates; on a GPU the DataLoader is the usual "
               "bottleneck, not measured here)",
               f"- {r['steps']} timed steps after 5 warm-up steps; conventional DataLoader with {r['workers']} workers.",
-              '- Regenerate: `python -m visprior.bench` (run it on an otherwise idle machine).', '']
+              '- Regenerate: `python -m visprior.bench --save` (run it on an otherwise idle machine).', '']
     if 'la' in r:
         la, ce = r['la'], r['images_per_s'][list(r['images_per_s'])[3]]
         lines += ['## Local Aggregation step', '',
@@ -215,29 +217,64 @@ def inat_markdown(r) -> str:
         "(rough: process-level growth minus parameters, gradients and momentum); a GPU with bf16 needs less.", ''])
 
 # %% ../nbs/07_bench.ipynb #5cfc5fc8
+def _at_least(lo):
+    "An argparse type: an integer >= `lo`."
+    def parse(s):
+        try: v = int(s)
+        except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not an integer (must be >= {lo})") from None
+        if v < lo: raise argparse.ArgumentTypeError(f"{v} is invalid: must be an integer >= {lo}")
+        return v
+    return parse
+
+def _device(s):
+    "An argparse type: a device this machine has ('auto', 'cpu', 'cuda', 'cuda:N')."
+    try: d = pick_device(s)
+    except RuntimeError: raise argparse.ArgumentTypeError(f"{s!r} is not a device; valid: auto, cpu, cuda, cuda:N") from None
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{s!r}: CUDA is not available here; valid: auto, cpu")
+    return str(d)
+
+def save_report(out, stem, r, md) -> list[Path]:
+    "Write a result to `out/<stem>.json` and its report to `out/<stem>.md`."
+    from visprior.utils import atomic_write, write_json
+    out = Path(out)
+    write_json(out/f'{stem}.json', r)
+    atomic_write(out/f'{stem}.md', lambda p: Path(p).write_text(md))
+    return [out/f'{stem}.json', out/f'{stem}.md']
+
+# %% ../nbs/07_bench.ipynb #5fbe0974
+def _train_report(a):
+    split = cifar_lt('cifar100', 100, data_dir=a.data_dir, download=False)
+    r = benchmark(split, a.steps, a.workers, a.device)
+    r['la'] = la_benchmark(split, device=a.device)
+    return 'train_throughput', r, to_markdown(r)
+
+def _inat_report(a):
+    r = inat_estimate()
+    return 'inat_estimate', r, inat_markdown(r)
+
 def main(argv=None):
-    "Command line: `python -m visprior.bench [--steps N] [--workers W] [--out results/benchmarks]`."
-    from visprior.utils import atomic_write, project_root, write_json
-    from visprior.train import pick_device
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument('--steps', type=int, default=40); ap.add_argument('--workers', type=int, default=2)
-    ap.add_argument('--device', default='auto'); ap.add_argument('--data_dir', default=None)
-    ap.add_argument('--out', default=str(project_root()/'results'/'benchmarks'))
+    "Command line: `python -m visprior.bench [--steps N] [--workers W] [--inat] [--save [--out DIR]]`."
+    from visprior.data import resolve_data_dir
+    from visprior.utils import project_root
+    ap = argparse.ArgumentParser(prog='python -m visprior.bench',
+                                 description='Training throughput: visprior against the conventional recipe, and LA against CE.')
+    ap.add_argument('--steps', type=_at_least(1), default=40, help='timed steps per pipeline (integer >= 1)')
+    ap.add_argument('--workers', type=_at_least(0), default=2, help="the conventional DataLoader's workers (>= 0)")
+    ap.add_argument('--device', type=_device, default='auto'); ap.add_argument('--data_dir', default=None)
     ap.add_argument('--inat', action='store_true', help='measure the iNaturalist-scale figures and estimate instead')
+    ap.add_argument('--save', action='store_true', help='write the results to --out (without it nothing is written)')
+    ap.add_argument('--out', default=str(project_root()/'results'/'benchmarks'), help='where --save writes')
     a = ap.parse_args(argv)
-    if a.inat:
-        r = inat_estimate(); md = inat_markdown(r); print(md)
-        write_json(Path(a.out)/'inat_estimate.json', r)
-        atomic_write(Path(a.out)/'inat_estimate.md', lambda p: Path(p).write_text(md))
-        return r
-    try: split = cifar_lt('cifar100', 100, data_dir=a.data_dir, download=False)
-    except DataNotFoundError as e: raise SystemExit(str(e))
-    r = benchmark(split, a.steps, a.workers, str(pick_device(a.device)))
-    r['la'] = la_benchmark(split, device=str(pick_device(a.device)))
-    md = to_markdown(r); print(md)
-    out = Path(a.out)
-    write_json(out/'train_throughput.json', r)
-    atomic_write(out/'train_throughput.md', lambda p: Path(p).write_text(md))
+    try: stem, r, md = (_inat_report if a.inat else _train_report)(a)
+    except DataNotFoundError:
+        root, origin = resolve_data_dir(a.data_dir)
+        ap.exit(2, f"error: cifar100 was not found in {root} (from {origin}); put cifar100.npz or cifar-100-python/ "
+                   "there, or pass --data_dir <folder> or set VISPRIOR_DATA=<folder>\n")
+    except ValueError as e: ap.exit(2, f"error: {e}\n")
+    print(md)
+    if a.save: print('wrote ' + ', '.join(map(str, save_report(a.out, stem, r, md))))
+    else: print(f"wrote nothing (add --save to write {Path(a.out)/stem}.json and .md)")
     return r
 
 if __name__ == '__main__' and '__file__' in globals(): main()  # python -m visprior.bench, not the notebook
