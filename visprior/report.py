@@ -239,7 +239,12 @@ def reference_rows(p, metrics: dict, runs: list) -> tuple[pd.DataFrame, str]:
     else:
         d, m = twin[0]
         same_pc = m.get('per_class') == metrics.get('per_class')
-        note = (f"Reproduces the committed run {d} bit for bit (every per-class accuracy equal; top-1 {m['top1']:.2f})."
+        prec = lambda r: (r.get('budget', {}).get('bf16_autocast'), r.get('budget', {}).get('device'))
+        if prec(m) != prec(metrics) and not same_pc:
+            note = (f"The committed run {d} has these parameters but ran with (bf16 autocast, device) = {prec(m)}, this "
+                    f"one with {prec(metrics)}, so bit-for-bit equality is not expected: top-1 {metrics['top1']:.2f} here "
+                    f"against {m['top1']:.2f} there.")
+        else: note = (f"Reproduces the committed run {d} bit for bit (every per-class accuracy equal; top-1 {m['top1']:.2f})."
                 if same_pc and m['top1'] == metrics['top1'] else
                 f"Does NOT reproduce the committed run {d}: top-1 {metrics['top1']:.2f} here against {m['top1']:.2f} there.")
     if len(rows) == 1: note += (' No committed CE or baseline run has this subset and budget'

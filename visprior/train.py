@@ -20,7 +20,7 @@ from .utils import atomic_write, load_torch
 # %% auto #0
 __all__ = ['SCHEDULES', 'METHODS', 'TrainConfig', 'lr_factor', 'Method', 'register_method', 'create_method', 'CE', 'pick_device',
            'bf16_supported', 'resolve_precision', 'save_checkpoint', 'load_checkpoint', 'make_optimizer', 'train_epoch',
-           'check_finite', 'check_finite_model', 'val_scores', 'fit']
+           'check_finite', 'check_finite_model', 'val_scores', 'epoch_line', 'fit']
 
 # %% ../nbs/05_train.ipynb #e7d35e36
 SCHEDULES = ('step', 'cosine')
@@ -180,6 +180,15 @@ def val_scores(model, method, val_dl, amp) -> dict:
     acc_c = [float((pred[y == c] == c).float().mean()) for c in y.unique().tolist()]
     return dict(val_top1=100 * float((pred == y).float().mean()), val_balanced=100 * float(np.mean(acc_c)))
 
+def epoch_line(row, epochs, history) -> str:
+    "One plain line of progress: the epoch's numbers and the time left at the recent pace."
+    secs = [r['train_time'] + r.get('eval_time', 0) for r in history[-5:]]
+    left = (epochs - row['epoch']) * sum(secs) / max(len(secs), 1) / 60
+    test = f"test top-1 {row['top1']:.2f}  " if 'top1' in row else ''
+    val = f"val {row['val_balanced']:.2f}  " if 'val_balanced' in row else ''
+    return (f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.3f}  train {row['train_acc']:.1f}%  {test}{val}"
+            f"({row['train_time']:.0f} s train, {row.get('eval_time', 0):.0f} s eval; ~{left:.0f} min left)")
+
 def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_path=None, stop_after=None,
         progress=True, val_dl=None):
     "Train with `method`; returns (history, final logits, final labels, final summary)."
@@ -210,6 +219,7 @@ def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_pa
         return logits, y, summ
 
     logits = y = summ = None
+    log_every = max(1, cfg.epochs // 20)
     bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not progress or not is_main(), desc="epochs",
                mininterval=5)
     for epoch in bar:
@@ -227,6 +237,8 @@ def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_pa
             if is_main(): save_checkpoint(ckpt_path, model, opt, epoch, history, cfg)
             barrier()  # no rank runs ahead of the checkpoint it would resume from
         bar.set_postfix({k: round(row[k], 2) for k in ('train_loss', 'top1') if k in row})
+        if progress and is_main() and (epoch == start or (epoch + 1) % log_every == 0 or epoch + 1 == cfg.epochs):
+            print(epoch_line(row, cfg.epochs, history), flush=True)  # plain text: papermill --log-output shows it
         if stop_after is not None and epoch + 1 >= stop_after: break
     if cfg.epochs == 0:  # evaluate-only methods: one row, at epoch 0
         row = dict(epoch=0, train_time=0.0); logits, y, summ = evaluate_all(row); history = [row]
