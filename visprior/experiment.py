@@ -90,8 +90,9 @@ class RunParams:
         need(isinstance(self.imb, (int, float)) and not isinstance(self.imb, bool) and math.isfinite(self.imb)
              and self.imb >= 1, 'imb', 'the imbalance ratio must be a finite number >= 1 (1 = balanced)')
         top = max_imb(self.dataset) if self.dataset in DATASETS else None
-        need(top is None or self.imb <= top, 'imb',
-             f'{self.dataset} keeps at most {top:g} images per class, so imb must be in [1, {top:g}] (every class keeps >= 1 image)')
+        if top is not None:
+            need(self.imb <= top, 'imb', f'{self.dataset} keeps at most {top:g} images per class, so imb must be in '
+                 f'[1, {top:g}] (every class keeps >= 1 image)')
         need(self.imb_type in IMB_TYPES, 'imb_type', f'valid: {IMB_TYPES}')
         need(isint(self.subset_seed) and self.subset_seed >= 0, 'subset_seed', 'must be an integer >= 0')
         need(isint(self.val_per_class) and self.val_per_class >= 0, 'val_per_class', 'must be an integer >= 0')

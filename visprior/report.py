@@ -221,6 +221,7 @@ def reference_rows(p, metrics: dict, runs: list) -> tuple[pd.DataFrame, str]:
     row = lambda label, ms, seeds: dict(run=label, seeds=','.join(map(str, seeds)),
                                         **{k: _pm([m[k] for m in ms]) for k in ('top1', 'many', 'medium', 'few', 'ece')})
     rows = [row(f'this run: {method_label(p.method, p.init, p.alpha, p.T, p.alpha_power)}', [metrics], [p.seed])]
+    rows[0]['this run minus it, same seed'] = '–'
     by = {}
     for d, q, m in same:
         if q['init'] != 'scratch' or q['method'].startswith('prior') or q['method'] == 'knn' or d.resolve() == mine.resolve(): continue
