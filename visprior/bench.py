@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_bench.ipynb #6ae6b970
 from __future__ import annotations
-import argparse, os, time
+import argparse, itertools, os, platform, statistics, time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,8 @@ from .train import bf16_supported, TrainConfig, make_optimizer, pick_device
 
 # %% auto #0
 __all__ = ['INAT_TRAIN', 'PILDataset', 'conventional_loader', 'time_steps', 'benchmark', 'la_benchmark', 'to_markdown',
-           'inat_estimate', 'inat_markdown', 'save_report', 'main']
+           'ce_bound', 'la_bound', 'eval_rates', 'machine_info', 'epoch_estimate', 'bound_markdown', 'inat_estimate',
+           'inat_markdown', 'save_report', 'bound_report', 'update_readme_block', 'main']
 
 # %% ../nbs/07_bench.ipynb #ef12fda7
 class PILDataset(torch.utils.data.Dataset):
@@ -128,6 +129,159 @@ def to_markdown(r) -> str:
                   f"- LA step: **{la['la_images_per_s']:,.0f} images/s** (SSL augmentation with kornia, embedding, faiss "
                   f"neighbours, LA loss, bank update) against {ce:,.0f} for the CE step: "
                   f"**{la['la_images_per_s'] / ce:.2f}x** the CE step's throughput.", '']
+    return '\n'.join(lines)
+
+# %% ../nbs/07_bench.ipynb #970ef7e5
+class _Take:
+    "The first `n` batches of a loader, as a loader (to time the real loop on part of an epoch)."
+    def __init__(self, dl, n): self.dl, self.n = dl, min(n, len(dl))
+    def __len__(self): return self.n
+    def set_epoch(self, e): self.dl.set_epoch(e)
+    def __iter__(self): return itertools.islice(iter(self.dl), self.n)
+
+def _timed(fn, dev) -> float:
+    if dev.type == 'cuda': torch.cuda.synchronize()
+    t0 = time.perf_counter(); fn()
+    if dev.type == 'cuda': torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+def _rounds(loop, bound, n_images, rounds, dev) -> dict:
+    "Median images/s of `loop` and `bound`, timed alternately."
+    lt, bt = [], []
+    for _ in range(rounds): lt.append(_timed(loop, dev)); bt.append(_timed(bound, dev))
+    lr, br = n_images / statistics.median(lt), n_images / statistics.median(bt)
+    return dict(loop=lr, bound=br, share=lr / br, loop_rounds=[n_images / t for t in lt],
+                bound_rounds=[n_images / t for t in bt])
+
+# %% ../nbs/07_bench.ipynb #857c8e21
+def ce_bound(split, steps=20, batch_size=128, device='cpu', seed=0, rounds=3, model_name='resnet32') -> dict:
+    "CE: images/s of the real training loop and of its bound (the same step on one pre-built batch)."
+    from visprior.train import CE, resolve_precision, train_epoch
+    dev = torch.device(device)
+    cfg = TrainConfig(epochs=1, batch_size=batch_size, warmup_epochs=0, seed=seed)
+    amp, cl = resolve_precision(cfg, dev)
+    torch.manual_seed(seed)
+    model = create_model(model_name, split.num_classes).to(dev)
+    if cl: model.to(memory_format=torch.channels_last)
+    tr, _ = make_loaders(split, batch_size, device, seed, channels_last=cl)
+    opt, method = make_optimizer(model.parameters(), cfg), CE()
+    _, x, y = next(iter(tr))
+    def step():
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp): logits = model(x)
+        loss = method.loss(logits.float(), y)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    def bound():
+        for _ in range(steps): step()
+    loop = lambda: train_epoch(model, method, _Take(tr, steps), opt, cfg, 0, amp)
+    loop(); bound()  # warm-up: allocator, kernel choice
+    return dict(_rounds(loop, bound, steps * batch_size, rounds, dev), amp=amp, channels_last=cl)
+
+# %% ../nbs/07_bench.ipynb #7f2be159
+def la_bound(split, la_cfg=None, steps=20, device='cpu', rounds=3) -> dict:
+    "LA: images/s of the real LA loop and of its bound, what each part of the step costs, and the re-clustering."
+    from visprior.la import LAConfig, LATrainer, la_train_epoch
+    cfg = la_cfg or LAConfig()
+    tr = LATrainer(split, cfg, device)
+    dev, full, epoch = tr.device, tr.loader, cfg.ir_epochs  # an LA (not IR) epoch
+    tr.loader = _Take(full, steps)
+    row = la_train_epoch(tr, epoch)  # warm-up, and the first clustering
+    idx, x, _ = next(iter(full))
+    def fwd(): 
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=tr.amp): return tr.net(x)
+    def step():
+        v = fwd(); loss = tr.step_loss(idx, v, epoch)
+        tr.opt.zero_grad(set_to_none=True); loss.backward(); tr.opt.step(); tr.update_bank(idx, v)
+    def bound():
+        for _ in range(steps): step()
+    times = []
+    def loop():
+        r = la_train_epoch(tr, epoch); times.append(r['cluster_time'])
+        return r
+    # the loop's time without its re-clustering: la_train_epoch re-clusters first, so that is subtracted
+    lt, bt = [], []
+    for _ in range(rounds):
+        t = _timed(loop, dev); lt.append(t - times[-1]); bt.append(_timed(bound, dev))
+    n = steps * cfg.batch_size
+    out = dict(loop=n / statistics.median(lt), bound=n / statistics.median(bt), cluster_s=statistics.median(times),
+               loop_rounds=[n / t for t in lt], bound_rounds=[n / t for t in bt])
+    out['share'] = out['loop'] / out['bound']
+    # the parts of one step, each repeated `steps` times on the same batch
+    g = torch.Generator(device=dev).manual_seed(0)
+    xu = full.x[idx]
+    v = fwd().detach()
+    parts = dict(augmentation=lambda: full.normalize(full.augment(xu, g)),
+                 neighbour_search=lambda: tr.neighbours(v.float()),
+                 bank_update=lambda: tr.update_bank(idx, v))
+    out['parts_ms_per_step'] = {k: 1000 * statistics.median(_timed(lambda: [f() for _ in range(steps)], dev)
+                                                         for _ in range(rounds)) / steps for k, f in parts.items()}
+    out['step_ms'] = 1000 * cfg.batch_size / out['loop']
+    tr.loader = full
+    return out
+
+# %% ../nbs/07_bench.ipynb #938af208
+def eval_rates(split, batch_sizes=(256, 512, 1024), device='cpu', rounds=3, seed=0) -> dict:
+    "Images/s of `evaluate` over the test set at each evaluation batch size (the training layout and precision)."
+    from visprior.metrics import evaluate
+    from visprior.train import resolve_precision
+    from visprior.data import DeviceLoader
+    dev = torch.device(device)
+    amp, cl = resolve_precision(TrainConfig(), dev)
+    torch.manual_seed(seed)
+    model = create_model('resnet32', split.num_classes).to(dev)
+    if cl: model.to(memory_format=torch.channels_last)
+    mean, std = split.stats()
+    out = {}
+    for bs in batch_sizes:
+        dl = DeviceLoader(split.x_test, split.y_test, bs, mean=mean, std=std, device=dev, channels_last=cl)
+        evaluate(model, dl, amp)
+        out[bs] = len(dl.y) / statistics.median(_timed(lambda: evaluate(model, dl, amp), dev) for _ in range(rounds))
+    return out
+
+# %% ../nbs/07_bench.ipynb #97d1cc4d
+def machine_info(device='cpu') -> dict:
+    "What the numbers were measured on: CPU model and its bf16 support, cores, threads, torch; or the GPU."
+    dev = torch.device(device)
+    cpu, flags = platform.processor() or '?', set()
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): cpu = line.split(':', 1)[1].strip()
+            if line.startswith('flags'): flags = set(line.split(':', 1)[1].split())
+    except OSError: pass
+    d = dict(device=str(dev), cpu=cpu, cores=os.cpu_count(), threads=torch.get_num_threads(), torch=torch.__version__,
+             bf16_autocast=bf16_supported(dev), avx512=any(f.startswith('avx512') for f in flags),
+             amx='amx_bf16' in flags)
+    if dev.type == 'cuda': d['gpu'] = torch.cuda.get_device_name(dev)
+    return d
+
+def epoch_estimate(ce_loop, eval_rate, n_train=10_847, n_eval=10_000 + 1_980) -> float:
+    "Seconds of one supervised epoch: the training images at the loop's rate, test and validation at the eval rate."
+    return n_train / ce_loop + n_eval / eval_rate
+
+def bound_markdown(r) -> str:
+    "The bound report: each figure, its ratio and its bound."
+    m, ce, la, ev = r['machine'], r['ce'], r['la'], r['eval']
+    where = m.get('gpu') or f"{m['cpu']}, {m['cores']} cores, {m['threads']} torch threads"
+    prec = 'bf16 autocast' if m['bf16_autocast'] else 'fp32 (no native bf16 on this CPU)'
+    old, new = epoch_estimate(ce['loop'], ev['512']), epoch_estimate(ce['loop'], ev[str(r['eval_batch'])])
+    lines = [f"# How close the training loop is to the compute bound ({m['device']}: {where}; torch {m['torch']}; {prec})", '',
+             '| figure | images/s | bound | share of the bound |', '|---|---|---|---|',
+             f"| CE training loop (train_epoch, ResNet-32, batch 128) | {ce['loop']:,.0f} | {ce['bound']:,.0f} | **{ce['share']:.1%}** |",
+             f"| LA training loop (la_train_epoch, same network and batch) | {la['loop']:,.0f} | {la['bound']:,.0f} | **{la['share']:.1%}** |",
+             '', f"- LA epoch over a CE epoch at the same batch size: **{r['la_over_ce_epoch']:.2f}x** (the LA loop, plus "
+             f"{la['cluster_s']:.2f} s of re-clustering per epoch).",
+             f"- Inside an LA step ({la['step_ms']:.0f} ms): SSL augmentation {la['parts_ms_per_step']['augmentation']:.1f} ms, "
+             f"neighbour search {la['parts_ms_per_step']['neighbour_search']:.1f} ms, bank update "
+             f"{la['parts_ms_per_step']['bank_update']:.2f} ms (the rest is the network and the loss).",
+             '- Evaluation images/s by batch size: ' + ', '.join(f"{k}: {v:,.0f}" for k, v in ev.items())
+             + f" (the runs evaluate in batches of {r['eval_batch']}).",
+             f"- One epoch of the ρ = 100 run (10,847 training images; 10,000 test and 1,980 validation images evaluated "
+             f"every epoch): **{new:.1f} s**, so a 30-epoch run takes about {30 * new / 60:.1f} min (estimates from the "
+             "rates above).",
+             f"- Evaluation is {(new - 10_847 / ce['loop']) / new:.0%} of that epoch; testing every 5th epoch instead "
+             f"(validation every epoch) would give {epoch_estimate(ce['loop'], ev[str(r['eval_batch'])], n_eval=10_000 / 5 + 1_980):.1f} s "
+             "per epoch, but the convergence figures need the test curve at every epoch, so it stays at every epoch.",
+             f"- Medians of {r['rounds']} alternating rounds of {r['steps']} steps each; the rounds are in the JSON.",
+             '- Regenerate: `python -m visprior.bench --bound --save` (on an otherwise idle machine).', '']
     return '\n'.join(lines)
 
 # %% ../nbs/07_bench.ipynb #6987f183
@@ -249,9 +403,38 @@ def _train_report(a):
     r['la'] = la_benchmark(split, device=a.device)
     return 'train_throughput', r, to_markdown(r)
 
+def bound_report(split, steps=20, rounds=3, device='cpu') -> dict:
+    "The loop against its bound for CE and LA, evaluation by batch size, and the epoch figures."
+    from visprior.data import EVAL_BATCH
+    dev = pick_device(device)
+    r = dict(machine=machine_info(dev), steps=steps, rounds=rounds, eval_batch=EVAL_BATCH)
+    r['ce'] = ce_bound(split, steps, device=dev, rounds=rounds)
+    r['la'] = la_bound(split, steps=steps, device=dev, rounds=rounds)
+    r['eval'] = {str(k): v for k, v in eval_rates(split, (256, 512, 1024), dev, rounds).items()}
+    n = len(split.y_train)
+    r['la_over_ce_epoch'] = (n / r['la']['loop'] + r['la']['cluster_s']) / (n / r['ce']['loop'])
+    return r
+
+def _bound_report(a):
+    split = cifar_lt('cifar100', 100, data_dir=a.data_dir, download=False)
+    r = bound_report(split, min(a.steps, 20), 3, a.device)
+    return 'bound', r, bound_markdown(r)
+
 def _inat_report(a):
     r = inat_estimate()
     return 'inat_estimate', r, inat_markdown(r)
+
+def update_readme_block(md, readme=None) -> str:
+    "Replace the text between the README's bench markers with `md` (the throughput paragraph is generated, not typed)."
+    from visprior.utils import atomic_write, project_root
+    readme = Path(readme or project_root()/'README.md')
+    start, end = '<!-- bench:bound:start -->', '<!-- bench:bound:end -->'
+    text = readme.read_text()
+    if start not in text or end not in text: return f'no {start} ... {end} block in {readme}: not updated'
+    body = '\n'.join(l for l in md.splitlines() if not l.startswith('# ')).strip()
+    head, rest = text.split(start, 1)
+    atomic_write(readme, lambda f: Path(f).write_text(head + start + '\n' + body + '\n' + end + rest.split(end, 1)[1]))
+    return f'updated {readme}'
 
 def main(argv=None):
     "Command line: `python -m visprior.bench [--steps N] [--workers W] [--inat] [--save [--out DIR]]`."
@@ -263,17 +446,20 @@ def main(argv=None):
     ap.add_argument('--workers', type=_at_least(0), default=2, help="the conventional DataLoader's workers (>= 0)")
     ap.add_argument('--device', type=_device, default='auto'); ap.add_argument('--data_dir', default=None)
     ap.add_argument('--inat', action='store_true', help='measure the iNaturalist-scale figures and estimate instead')
+    ap.add_argument('--bound', action='store_true', help='the loop against its compute bound (CE and LA), evaluation, epochs')
     ap.add_argument('--save', action='store_true', help='write the results to --out (without it nothing is written)')
     ap.add_argument('--out', default=str(project_root()/'results'/'benchmarks'), help='where --save writes')
     a = ap.parse_args(argv)
-    try: stem, r, md = (_inat_report if a.inat else _train_report)(a)
+    try: stem, r, md = (_inat_report if a.inat else _bound_report if a.bound else _train_report)(a)
     except DataNotFoundError:
         root, origin = resolve_data_dir(a.data_dir)
         ap.exit(2, f"error: cifar100 was not found in {root} (from {origin}); put cifar100.npz or cifar-100-python/ "
                    "there, or pass --data_dir <folder> or set VISPRIOR_DATA=<folder>\n")
     except ValueError as e: ap.exit(2, f"error: {e}\n")
     print(md)
-    if a.save: print('wrote ' + ', '.join(map(str, save_report(a.out, stem, r, md))))
+    if a.save:
+        print('wrote ' + ', '.join(map(str, save_report(a.out, stem, r, md))))
+        if stem == 'bound': print(f'README: {update_readme_block(md)}')
     else: print(f"wrote nothing (add --save to write {Path(a.out)/stem}.json and .md)")
     return r
 

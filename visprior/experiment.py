@@ -253,7 +253,7 @@ def build_loaders(p: RunParams, split, method, device):
     tr, te = make_loaders(split, bs, device, p.seed, weights=method.sample_weights(), distributed=dd)
     va = None
     if split.y_val is not None and len(split.y_val):
-        va = DeviceLoader(split.x_val, split.y_val, 512, mean=te.mean, std=te.std, device=device, distributed=dd)
+        va = DeviceLoader(split.x_val, split.y_val, te.bs, mean=te.mean, std=te.std, device=device, distributed=dd)
     return tr, te, va
 
 def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> dict:
