@@ -145,10 +145,10 @@ def _timed(fn, dev) -> float:
     if dev.type == 'cuda': torch.cuda.synchronize()
     return time.perf_counter() - t0
 
-def _rounds(loop, bound, n_images, rounds, dev) -> dict:
-    "Median images/s of `loop` and `bound`, timed alternately."
+def _rounds(loop, bound, n_images, rounds, dev, excluded=lambda: 0.0) -> dict:
+    "Median images/s of `loop` (less the `excluded()` seconds of each call) and `bound`, timed alternately."
     lt, bt = [], []
-    for _ in range(rounds): lt.append(_timed(loop, dev)); bt.append(_timed(bound, dev))
+    for _ in range(rounds): lt.append(_timed(loop, dev) - excluded()); bt.append(_timed(bound, dev))
     lr, br = n_images / statistics.median(lt), n_images / statistics.median(bt)
     return dict(loop=lr, bound=br, share=lr / br, loop_rounds=[n_images / t for t in lt],
                 bound_rounds=[n_images / t for t in bt])
@@ -184,7 +184,7 @@ def la_bound(split, la_cfg=None, steps=20, device='cpu', rounds=3) -> dict:
     tr = LATrainer(split, cfg, device)
     dev, full, epoch = tr.device, tr.loader, cfg.ir_epochs  # an LA (not IR) epoch
     tr.loader = _Take(full, steps)
-    row = la_train_epoch(tr, epoch)  # warm-up, and the first clustering
+    la_train_epoch(tr, epoch)  # warm-up, and the first clustering
     idx, x, _ = next(iter(full))
     def fwd(): 
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=tr.amp): return tr.net(x)
@@ -194,17 +194,10 @@ def la_bound(split, la_cfg=None, steps=20, device='cpu', rounds=3) -> dict:
     def bound():
         for _ in range(steps): step()
     times = []
-    def loop():
-        r = la_train_epoch(tr, epoch); times.append(r['cluster_time'])
-        return r
+    loop = lambda: times.append(la_train_epoch(tr, epoch)['cluster_time'])
     # the loop's time without its re-clustering: la_train_epoch re-clusters first, so that is subtracted
-    lt, bt = [], []
-    for _ in range(rounds):
-        t = _timed(loop, dev); lt.append(t - times[-1]); bt.append(_timed(bound, dev))
-    n = steps * cfg.batch_size
-    out = dict(loop=n / statistics.median(lt), bound=n / statistics.median(bt), cluster_s=statistics.median(times),
-               loop_rounds=[n / t for t in lt], bound_rounds=[n / t for t in bt])
-    out['share'] = out['loop'] / out['bound']
+    out = _rounds(loop, bound, steps * cfg.batch_size, rounds, dev, excluded=lambda: times[-1])
+    out['cluster_s'] = statistics.median(times)
     # the parts of one step, each repeated `steps` times on the same batch
     g = torch.Generator(device=dev).manual_seed(0)
     xu = full.x[idx]

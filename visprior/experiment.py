@@ -131,6 +131,10 @@ class RunParams:
         if self.dataset == 'inat2018': return f"inat2018-{self.method}{init}-s{self.seed}"  # its imbalance is fixed
         return f"{self.dataset}-lt{self.imb:g}{extra}-{self.method}{init}-s{self.seed}"
 
+    def run_dir(self) -> Path:
+        "The run's folder: `out_dir` (relative = to the project root) / `name`."
+        return resolve_out_dir(self.out_dir)/self.name
+
     def identity(self) -> dict:
         "The parameters that decide what a run computes (not where it is written, nor how fast)."
         return {k: v for k, v in asdict(self).items() if k not in NOT_IDENTITY}
@@ -141,7 +145,7 @@ class RunParams:
                  'ls_eps', 'kd_T', 'kd_alpha', 'crt_epochs', 'la_epochs', 'la_k', 'la_clusters', 'la_kmeans', 'la_root',
                  'device', 'model', 'image_size', 'workers')
         ce = replace(self, method='ce', init='scratch')
-        return {**{k: getattr(self, k) for k in names}, 'ce_run': str(resolve_out_dir(self.out_dir)/ce.name),
+        return {**{k: getattr(self, k) for k in names}, 'ce_run': str(ce.run_dir()),
                 'run_params': asdict(ce)}
 
 def make_params(**kwargs) -> RunParams:
@@ -191,7 +195,7 @@ def plot_per_class(per_class, counts, groups, title='', ax=None):
 # %% ../nbs/06_experiment.ipynb #8783b41b
 _RUN_FILES = ('metrics.json', 'history.csv', 'model.pt', 'ckpt.pt', 'test_predictions.npz')
 # a key missing from an older params.json had the value of the default at the time it was saved
-_MISSING_MEANS = {'method': 'ce', 'alpha': 0.1, 'alpha_power': 0.0, 'out_dir': 'results/runs'}
+_MISSING_MEANS = {'method': 'ce', 'alpha': 0.1, 'alpha_power': 0.0}
 
 def saved_params(run_dir) -> dict | None:
     "The parameters a run folder was made with (None if it holds no run); an unreadable params.json is an error."
@@ -214,7 +218,7 @@ def params_diff(saved: dict, p: RunParams) -> dict:
 
 def check_run_dir(p: RunParams) -> tuple[Path, str]:
     "Where `p` runs, and its state: 'new', 'partial' (resumes) or 'done'; a folder holding other parameters is an error."
-    run_dir = resolve_out_dir(p.out_dir)/p.name
+    run_dir = p.run_dir()
     saved = saved_params(run_dir)
     if saved is None: return run_dir, 'new'
     diff = params_diff(saved, p)

@@ -8,7 +8,7 @@ import argparse, itertools, json, sys, time, tomllib
 from dataclasses import asdict
 from pathlib import Path
 
-from .experiment import check_run_dir, make_params, RunParams
+from .experiment import check_run_dir, make_params, params_diff, RunParams
 from .utils import project_root, resolve_out_dir
 
 # %% auto #0
@@ -53,7 +53,7 @@ def load_grid(path) -> tuple[Path, list[RunParams]]:
             key = run_dir_of(p)
             if key in seen:  # the same folder twice: a true duplicate is dropped, anything else is an error
                 (b0, q) = seen[key]
-                diff = {k: (v, p.identity()[k]) for k, v in q.identity().items() if p.identity()[k] != v}
+                diff = params_diff(q.identity(), p)
                 if diff:
                     raise ValueError(f"grid file {path}: [[runs]] blocks {b0} and {b} both write {key} but differ in "
                                      + ', '.join(f'{k} ({a!r} / {c!r})' for k, (a, c) in sorted(diff.items()))
@@ -80,7 +80,7 @@ def load_grid(path) -> tuple[Path, list[RunParams]]:
                                  "[defaults] or [[runs]])")
     return nb, runs
 
-def run_dir_of(p: RunParams) -> Path: return resolve_out_dir(p.out_dir)/p.name
+def run_dir_of(p: RunParams) -> Path: return p.run_dir()
 
 # %% ../nbs/08_grid.ipynb #68f51016
 def is_done(p: RunParams) -> bool:

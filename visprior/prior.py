@@ -16,7 +16,7 @@ from .la import LAConfig, class_similarity, embed_images, knn, knn_predict, la_e
 from .models import create_model
 from .metrics import summarize
 from .train import Method, register_method
-from .utils import load_torch
+from .utils import atomic_write, load_torch, save_figure
 
 # %% auto #0
 __all__ = ['prior_alpha', 'soft_targets', 'soft_ce', 'instance_targets', 'la_config', 'run_la', 'load_la_backbone', 'Prior',
@@ -100,7 +100,6 @@ class _PriorBase(Method):
 
     def save_artifacts(self, run_dir, probs=None):
         "Similarity, soft targets and the interpretability figures, into the run folder."
-        from visprior.utils import atomic_write, save_figure
         for name, a in (('similarity', self.S), ('soft_targets', self.Q)):
             def w(f, a=a):
                 with open(f, 'wb') as fh: np.save(fh, a.cpu().numpy().astype(np.float32))

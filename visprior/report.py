@@ -200,7 +200,7 @@ BUDGET_KEYS = ('dataset', 'imb', 'imb_type', 'subset_seed', 'model', 'epochs', '
 def committed_runs(root=None) -> list:
     "(folder, parameters, metrics) of every finished run under `root` (default results/runs) that git tracks."
     import subprocess
-    from visprior.experiment import saved_params
+    from visprior.experiment import load_metrics, saved_params
     from visprior.utils import project_root
     base = project_root()
     root = Path(root) if root else base/'results'/'runs'
@@ -209,14 +209,13 @@ def committed_runs(root=None) -> list:
     out = []
     for m in sorted(root.rglob('metrics.json')):
         if tracked is not None and m.resolve() not in tracked: continue
-        try: out.append((m.parent, saved_params(m.parent), json.loads(m.read_text())))
+        try: out.append((m.parent, saved_params(m.parent), load_metrics(m.parent)))
         except (ValueError, OSError): continue
     return out
 
 def reference_rows(p, metrics: dict, runs: list) -> tuple[pd.DataFrame, str]:
     "This run beside CE and the strongest baseline of the same subset and budget, and whether it reproduces a run."
-    from visprior.utils import resolve_out_dir
-    mine = resolve_out_dir(p.out_dir)/p.name
+    mine = p.run_dir()
     same = [(d, q, m) for d, q, m in runs if all(q.get(k) == getattr(p, k) for k in BUDGET_KEYS)]
     row = lambda label, ms, seeds: dict(run=label, seeds=','.join(map(str, seeds)),
                                         **{k: _pm([m[k] for m in ms]) for k in ('top1', 'many', 'medium', 'few', 'ece')})
