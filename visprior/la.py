@@ -26,7 +26,8 @@ from .dist import (all_gather_cat, barrier, broadcast_from_main, gather_by_index
 # %% auto #0
 __all__ = ['MemoryBank', 'ir_loss', 'knn', 'kmeans_labels', 'close_mask', 'la_loss', 'SSLAugment', 'knn_predict',
            'class_similarity', 'superclass_agreement', 'LAConfig', 'LATrainer', 'la_train_epoch', 'embed_images',
-           'la_monitor', 'save_la_checkpoint', 'load_la_checkpoint', 'fit_la', 'la_dir', 'la_embedding']
+           'reweighted_knn_pred', 'la_monitor', 'save_la_checkpoint', 'load_la_checkpoint', 'fit_la', 'la_dir',
+           'la_embedding']
 
 # %% ../nbs/02_la.ipynb #224ccca0
 class MemoryBank(nn.Module):
@@ -289,15 +290,20 @@ def embed_images(model, loader, amp=False):
         return gather_by_index(torch.cat(ids), torch.cat(out), n=len(loader.y))[1]
     return torch.cat(out)
 
+def reweighted_knn_pred(scores, key_labels, num_classes) -> torch.Tensor:
+    "kNN predictions with each class's votes divided by its number of keys (no class wins by being frequent)."
+    n = torch.bincount(torch.as_tensor(key_labels, device=scores.device), minlength=num_classes).clamp_min(1)
+    return (scores / n.to(scores.dtype)).argmax(1)
+
 def la_monitor(tr: LATrainer) -> dict:
-    "kNN accuracy (overall and class-balanced) and superclass agreement of the current embedding."
+    "kNN accuracy (plain, and with votes re-weighted by 1 / class count) and superclass agreement of the embedding."
     s = tr.split
     q = embed_images(tr.model, tr.test, tr.amp)
     y_train = torch.as_tensor(s.y_train, device=tr.device)
-    pred = knn_predict(q, tr.bank.bank, y_train, s.num_classes, 200, tr.cfg.t, tr.backend).argmax(1).cpu().numpy()
-    hit = pred == s.y_test
-    out = dict(knn_top1=100 * hit.mean(),
-               knn_balanced=100 * np.mean([hit[s.y_test == c].mean() for c in range(s.num_classes)]))
+    scores = knn_predict(q, tr.bank.bank, y_train, s.num_classes, 200, tr.cfg.t, tr.backend)
+    out = dict(knn_top1=100 * float((scores.argmax(1).cpu().numpy() == s.y_test).mean()),
+               knn_reweighted=100 * float((reweighted_knn_pred(scores, y_train, s.num_classes).cpu().numpy()
+                                           == s.y_test).mean()))
     if s.coarse_of_class is not None:
         emb = embed_images(tr.model, tr.plain, tr.amp)
         out['superclass_agreement'] = 100 * superclass_agreement(class_similarity(emb, s.y_train, s.num_classes),
@@ -379,7 +385,7 @@ def _save_la(d, tr, emb, git, t0):
     last = [r for r in tr.history if 'knn_top1' in r][-1]
     epoch_s = [r['epoch_time'] for r in tr.history]
     write_json(d/'metrics.json', dict(
-        final={k: last[k] for k in ('knn_top1', 'knn_balanced', 'superclass_agreement') if k in last},
+        final={k: last[k] for k in ('knn_top1', 'knn_reweighted', 'superclass_agreement') if k in last},
         epochs=cfg.epochs, la_epoch_time_s=dict(median=float(np.median(epoch_s)), mean=float(np.mean(epoch_s)),
                                                 total=float(np.sum(epoch_s))),  # median: robust to shared cores
         monitor_time_s=float(sum(r.get('monitor_time', 0) for r in tr.history)), process_time_s=time.time() - t0,

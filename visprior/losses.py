@@ -22,9 +22,9 @@ from .utils import load_torch
 
 # %% auto #0
 __all__ = ['TAU_GRID', 'log_prior', 'cb_weights', 'focal_loss', 'ldam_margins', 'ldam_loss', 'drw_epoch', 'logit_adjusted_ce',
-           'kd_loss', 'Focal', 'ClassBalanced', 'LabelSmoothing', 'LogitAdjust', 'LDAMDRW', 'KD', 'LogitAdjustPostHoc',
-           'tau_normalize', 'select_tau', 'CRT', 'TauNorm', 'KNN', 'soft_ce_weighted', 'balanced_space_targets',
-           'PriorLogitAdjust', 'PriorLogitAdjustNaive', 'PriorDRW']
+           'kd_loss', 'Focal', 'ClassBalanced', 'LabelSmoothing', 'LogitAdjust', 'LDAMDRW', 'CEDRW', 'KD',
+           'LogitAdjustPostHoc', 'tau_normalize', 'select_tau', 'CRT', 'TauNorm', 'KNN', 'soft_ce_weighted',
+           'balanced_space_targets', 'PriorLogitAdjust', 'PriorLogitAdjustNaive', 'PriorDRW']
 
 # %% ../nbs/04_losses.ipynb #542a8c80
 def log_prior(counts) -> torch.Tensor:
@@ -110,6 +110,16 @@ class LDAMDRW(Method):
         self.w = self.cb if epoch >= drw_epoch(cfg, self.hparams.get('drw_at', 0.8)) else None
     def loss(self, logits, y, idx=None, x=None):
         return ldam_loss(logits, y, self.m, self.hparams.get('ldam_s', 30.0), self.w)
+
+@register_method('ce_drw')
+class CEDRW(Method):
+    "CE, re-weighted by the CB weights from 80% of the epochs (DRW): prior_drw without the prior, its control."
+    def setup(self, model):
+        self.cb = cb_weights(self.split.counts, self.hparams.get('cb_beta', 0.9999)).to(next(model.parameters()).device)
+        self.w = None
+    def on_epoch_start(self, epoch, cfg):
+        self.w = self.cb if epoch >= drw_epoch(cfg, self.hparams.get('drw_at', 0.8)) else None
+    def loss(self, logits, y, idx=None, x=None): return F.cross_entropy(logits, y, weight=self.w)
 
 # %% ../nbs/04_losses.ipynb #fd79691b
 _MATCH = ('dataset', 'imb', 'imb_type', 'subset_seed', 'seed', 'model', 'epochs', 'schedule', 'batch_size', 'lr',
