@@ -13,10 +13,11 @@ import pandas as pd
 from .utils import atomic_write, markdown_table
 
 # %% auto #0
-__all__ = ['PRIOR_DEFAULTS', 'PUBLISHED', 'HEADLINE_COLUMNS', 'BUDGET_KEYS', 'load_runs', 'method_label', 'summarize_runs',
-           'table_markdown', 'superclass_mistakes', 'superclass_chance', 'run_superclass_mistakes', 'load_history',
-           'epochs_to_reach', 'top1_at_time', 'plot_per_class_pair', 'plot_convergence', 'reliability',
-           'plot_reliability', 'write_table', 'copy_figure', 'committed_runs', 'reference_rows']
+__all__ = ['PRIOR_DEFAULTS', 'PUBLISHED', 'HEADLINE_COLUMNS', 'BUDGET_KEYS', 'POSTHOC_TAUS', 'LINEAR_METHODS', 'load_runs',
+           'method_label', 'summarize_runs', 'table_markdown', 'superclass_mistakes', 'superclass_chance',
+           'run_superclass_mistakes', 'load_history', 'epochs_to_reach', 'top1_at_time', 'plot_per_class_pair',
+           'plot_convergence', 'reliability', 'plot_reliability', 'write_table', 'copy_figure', 'committed_runs',
+           'reference_rows', 'balanced_accuracy', 'run_logits', 'posthoc_adjust']
 
 # %% ../nbs/09_report.ipynb #53928eb1
 def load_runs(root) -> pd.DataFrame:
@@ -250,3 +251,66 @@ def reference_rows(p, metrics: dict, runs: list) -> tuple[pd.DataFrame, str]:
     if len(rows) == 1: note += (' No committed CE or baseline run has this subset and budget'
                                 ' (the CPU-budget table is results/tables/cifar100_lt.md).')
     return pd.DataFrame(rows), note
+
+# %% ../nbs/09_report.ipynb #87501778
+POSTHOC_TAUS = tuple(round(0.25 * i, 2) for i in range(13))  # 0, 0.25, ..., 3
+LINEAR_METHODS = ('ce', 'ce_drw', 'prior', 'prior_drw', 'prior_logit_adjust', 'prior_logit_adjust_naive', 'prior_instance',
+                  'logit_adjust', 'label_smoothing', 'focal', 'cb')  # the network's own logits are the prediction
+
+def balanced_accuracy(pred, y, num_classes) -> float:
+    "Mean per-class accuracy (%) over the classes present in `y`."
+    from visprior.metrics import per_class_accuracy
+    return 100 * float(np.nanmean(per_class_accuracy(np.asarray(pred), np.asarray(y), num_classes)))
+
+def _logits_cache(model_file: Path, split) -> Path:
+    import hashlib, os
+    h = hashlib.sha256(model_file.read_bytes())
+    h.update(f"{split.name}-{split.imb:g}-{split.imb_type}-{split.subset_seed}-{len(split.y_val)}".encode())
+    root = Path(os.environ.get('VISPRIOR_CACHE', Path.home()/'.cache'/'visprior'))/'logits'
+    return root/f'{h.hexdigest()[:24]}.npz'
+
+def run_logits(run_dir, split=None, device='cpu', batch=512, cache=True) -> dict:
+    "Validation and test logits (fp32) of a finished run, recomputed from its model.pt; `split` defaults to the run's."
+    import torch
+    from visprior.experiment import load_split, make_params, saved_params, RunParams
+    from visprior.data import DeviceLoader
+    from visprior.metrics import evaluate
+    from visprior.models import create_model
+    from visprior.utils import load_torch
+    run_dir = Path(run_dir); p = saved_params(run_dir)
+    if p is None or not (run_dir/'model.pt').exists():
+        raise FileNotFoundError(f"{run_dir} holds no finished run (params.json and model.pt)")
+    if p['method'] not in LINEAR_METHODS:
+        raise ValueError(f"{run_dir}: method {p['method']!r} does not predict with its network's logits; post-hoc "
+                         f"adjustment here takes only {LINEAR_METHODS}")
+    split = split or load_split(make_params(**{k: v for k, v in p.items() if k in RunParams.__dataclass_fields__}))
+    if split.y_val is None or not len(split.y_val): raise ValueError(f"{run_dir}: its split has no validation images")
+    f = _logits_cache(run_dir/'model.pt', split) if cache else None
+    if f is not None and f.exists():
+        with np.load(f, allow_pickle=False) as z: return {k: torch.from_numpy(z[k]) for k in z.files}
+    model = create_model(p['model'], split.num_classes)
+    model.load_state_dict(load_torch(run_dir/'model.pt', 'run weights'))
+    model = model.to(device).eval()
+    mean, std = split.stats()
+    out = {}
+    for part, x, y in (('val', split.x_val, split.y_val), ('test', split.x_test, split.y_test)):
+        z, yy = evaluate(model, DeviceLoader(x, y, batch, mean=mean, std=std, device=device))
+        out[part], out[f'y_{part}'] = z.float(), yy
+    if f is not None:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        def w(fn):
+            with open(fn, 'wb') as fh: np.savez(fh, **{k: v.numpy() for k, v in out.items()})
+        atomic_write(f, w)
+    return out
+
+def posthoc_adjust(val_logits, y_val, test_logits, y_test, counts, groups, taus=POSTHOC_TAUS) -> dict:
+    "Test summary of argmax(z - tau log pi), tau chosen by the balanced validation accuracy (ties: the smaller tau)."
+    import torch
+    from visprior.losses import log_prior
+    from visprior.metrics import summarize
+    lp, C = log_prior(counts).float(), len(counts)
+    val_logits, test_logits = torch.as_tensor(val_logits).float(), torch.as_tensor(test_logits).float()
+    curve = {t: balanced_accuracy((val_logits - t * lp).argmax(1).numpy(), y_val, C) for t in taus}
+    tau = max(taus, key=lambda t: (curve[t], -t))
+    s = summarize(test_logits - tau * lp, y_test, groups, C)
+    return dict(tau=tau, val_balanced=curve[tau], val_curve=curve, **{k: s[k] for k in ('top1', 'many', 'medium', 'few')})
