@@ -15,6 +15,7 @@ from .data import DATASETS, IMB_TYPES, DeviceLoader, cifar_lt, make_loaders, max
 from .models import MODELS, create_model
 from .train import METHODS, TrainConfig, create_method, fit, pick_device, resolve_precision
 from .prior import load_la_backbone, run_la  # also registers the prior methods
+from .similarity import ORACLES, SOURCES
 import visprior.losses  # registers the long-tailed baselines and the prior's compositions
 from .utils import (atomic_write, env_info, folder_lock, git_info, nbdev_testing, resolve_out_dir,
                             save_figure, write_csv, write_json)
@@ -53,6 +54,9 @@ class RunParams:
     alpha: float = 0.3             # prior: label mass moved to the look-alike classes
     T: float = 0.1                 # prior: temperature of softmax(S / T)
     alpha_power: float = 1.0       # prior: alpha_c = alpha * (n_c / n_max) ** alpha_power (0 = the same for all)
+    similarity: str = 'la'         # prior: source of S: 'la' (the method); controls 'permuted', 'uniform', 'pixels',
+                                   # 'colour', 'random_net'; ORACLES (use labels) 'superclass', 'supervised'
+    oracle_epochs: int = 10        # similarity='supervised': epochs of its ResNet-32 on balanced CIFAR-100 minus validation
     knn_k: int = 10                # prior_instance: nearest neighbours per image
     tau: float = 1.0               # logit_adjust(_posthoc), prior_logit_adjust: tau of tau * log(prior) (1 = Balanced Softmax)
     focal_gamma: float = 1.0       # focal: gamma
@@ -101,6 +105,9 @@ class RunParams:
         need(isnum(self.alpha) and 0 <= self.alpha <= 1, 'alpha', 'must be in [0, 1]')
         need(isnum(self.T) and self.T > 0, 'T', 'must be > 0')
         need(isnum(self.alpha_power) and self.alpha_power >= 0, 'alpha_power', 'must be >= 0')
+        need(self.similarity in SOURCES, 'similarity', f'valid: {SOURCES} (oracles: {ORACLES})')
+        need(self.similarity == 'la' or self.method != 'prior_instance', 'similarity',
+             "prior_instance's targets are LA nearest neighbours, so it takes only 'la'")
         need(isint(self.epochs) and self.epochs >= 1, 'epochs', 'must be an integer >= 1')
         need(isnum(self.tau) and self.tau >= 0, 'tau', 'must be >= 0')
         need(isnum(self.focal_gamma) and self.focal_gamma >= 0, 'focal_gamma', 'must be >= 0')
@@ -112,7 +119,7 @@ class RunParams:
         need(isnum(self.kd_T) and self.kd_T > 0, 'kd_T', 'must be > 0')
         need(isnum(self.kd_alpha) and 0 <= self.kd_alpha <= 1, 'kd_alpha', 'must be in [0, 1]')
         for name, lo in (('knn_k', 1), ('la_epochs', 1), ('la_k', 1), ('la_clusters', 2), ('la_kmeans', 1),
-                         ('crt_epochs', 1), ('image_size', 16), ('workers', 0)):
+                         ('crt_epochs', 1), ('oracle_epochs', 1), ('image_size', 16), ('workers', 0)):
             need(isint(getattr(self, name)) and getattr(self, name) >= lo, name, f'must be an integer >= {lo}')
         need(self.method in METHODS, 'method', f'valid: {tuple(METHODS)}')
         need(self.model in MODELS, 'model', f'valid: {tuple(MODELS)}')
@@ -141,9 +148,9 @@ class RunParams:
 
     def method_hparams(self) -> dict:
         "What the method's constructor receives: the method parameters, and where the matching CE run lives."
-        names = ('alpha', 'T', 'alpha_power', 'knn_k', 'tau', 'focal_gamma', 'cb_beta', 'ldam_max_m', 'ldam_s', 'drw_at',
-                 'ls_eps', 'kd_T', 'kd_alpha', 'crt_epochs', 'la_epochs', 'la_k', 'la_clusters', 'la_kmeans', 'la_root',
-                 'device', 'model', 'image_size', 'workers')
+        names = ('alpha', 'T', 'alpha_power', 'similarity', 'oracle_epochs', 'data_dir', 'knn_k', 'tau', 'focal_gamma',
+                 'cb_beta', 'ldam_max_m', 'ldam_s', 'drw_at', 'ls_eps', 'kd_T', 'kd_alpha', 'crt_epochs', 'la_epochs', 'la_k',
+                 'la_clusters', 'la_kmeans', 'la_root', 'device', 'model', 'image_size', 'workers')
         ce = replace(self, method='ce', init='scratch')
         return {**{k: getattr(self, k) for k in names}, 'ce_run': str(ce.run_dir()),
                 'run_params': asdict(ce)}
@@ -195,7 +202,7 @@ def plot_per_class(per_class, counts, groups, title='', ax=None):
 # %% ../nbs/06_experiment.ipynb #8783b41b
 _RUN_FILES = ('metrics.json', 'history.csv', 'model.pt', 'ckpt.pt', 'test_predictions.npz')
 # a key missing from an older params.json had the value of the default at the time it was saved
-_MISSING_MEANS = {'method': 'ce', 'alpha': 0.1, 'alpha_power': 0.0}
+_MISSING_MEANS = {'method': 'ce', 'alpha': 0.1, 'alpha_power': 0.0, 'similarity': 'la', 'oracle_epochs': 10}
 
 def saved_params(run_dir) -> dict | None:
     "The parameters a run folder was made with (None if it holds no run); an unreadable params.json is an error."

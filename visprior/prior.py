@@ -15,8 +15,9 @@ from .data import DeviceLoader, LTSplit
 from .la import LAConfig, class_similarity, embed_images, knn, knn_predict, la_embedding, superclass_agreement
 from .models import create_model
 from .metrics import summarize
-from .train import Method, register_method
-from .utils import atomic_write, load_torch, save_figure
+from .similarity import LA_SOURCES, ORACLES, SOURCES, build_similarity
+from .train import Method, pick_device, register_method
+from .utils import atomic_write, load_torch, resolve_out_dir, save_figure
 
 # %% auto #0
 __all__ = ['prior_alpha', 'soft_targets', 'soft_ce', 'instance_targets', 'la_config', 'run_la', 'load_la_backbone', 'Prior',
@@ -78,14 +79,18 @@ def load_la_backbone(model, la: dict):
 
 # %% ../nbs/03_prior.ipynb #99e8eced
 class _PriorBase(Method):
-    "Shared set-up: LA embedding, class similarity, class-level soft targets."
+    "Shared set-up: the class similarity S (LA by default, or a control / oracle source), class-level soft targets."
     def __init__(self, split: LTSplit = None, alpha=0.1, T=0.1, alpha_power=0.0, la_epochs=200, la_k=1024,
                  la_clusters=200, la_kmeans=3, la_root='results/la', device='auto', progress=True, model='resnet32',
-                 image_size=224, workers=4, **hparams):
-        super().__init__(split, alpha=alpha, T=T, alpha_power=alpha_power, **hparams)
-        self.la = run_la(split, la_epochs, la_k, la_clusters, la_kmeans, la_root, device, progress, model, image_size,
-                         workers)
-        self.S = class_similarity(self.la['emb'], split.y_train, split.num_classes).float()
+                 image_size=224, workers=4, similarity='la', oracle_epochs=10, data_dir=None, **hparams):
+        super().__init__(split, alpha=alpha, T=T, alpha_power=alpha_power, similarity=similarity, **hparams)
+        if similarity not in SOURCES: raise ValueError(f"similarity={similarity!r} is invalid: valid {SOURCES}")
+        self.similarity = similarity
+        self.la = (run_la(split, la_epochs, la_k, la_clusters, la_kmeans, la_root, device, progress, model, image_size,
+                          workers) if similarity in LA_SOURCES else None)
+        self.S = build_similarity(similarity, split, la_emb=None if self.la is None else self.la['emb'],
+                                  device=pick_device(device), oracle_dir=resolve_out_dir(la_root).parent/'oracle',
+                                  oracle_epochs=oracle_epochs, data_dir=data_dir, progress=progress).float()
         self.Q = soft_targets(self.S, alpha, T, split.counts, alpha_power).float()
 
     def setup(self, model):
@@ -93,8 +98,9 @@ class _PriorBase(Method):
         self.Q = self.Q.to(dev)
 
     def extra_metrics(self) -> dict:
-        out = dict(la_dir=str(self.la['dir']), la_metrics=self.la['metrics'])
-        if self.split.coarse_of_class is not None:
+        out = dict(similarity=self.similarity, similarity_is_oracle=self.similarity in ORACLES)
+        if self.la is not None: out.update(la_dir=str(self.la['dir']), la_metrics=self.la['metrics'])
+        if self.split.coarse_of_class is not None and self.similarity != 'uniform':  # a flat S ranks no neighbour
             out['superclass_agreement'] = 100 * superclass_agreement(self.S, self.split.coarse_of_class)
         return out
 
@@ -106,7 +112,8 @@ class _PriorBase(Method):
             atomic_write(Path(run_dir)/f'{name}.npy', w)
         s = self.split
         if s.coarse_of_class is not None:
-            save_figure(plot_similarity(self.S, s.coarse_of_class, s.coarse_classes), Path(run_dir)/'similarity_heatmap.png')
+            save_figure(plot_similarity(self.S, s.coarse_of_class, s.coarse_classes, f'class similarity S ({self.similarity})'),
+                        Path(run_dir)/'similarity_heatmap.png')
         if probs is not None and getattr(s, 'x_test', None) is not None:  # in-memory images (CIFAR)
             save_figure(plot_soft_predictions(s.x_test, s.y_test, probs, self.Q.cpu(), s.classes),
                         Path(run_dir)/'soft_predictions.png')
@@ -119,8 +126,10 @@ class Prior(_PriorBase):
 @register_method('prior_instance')
 class PriorInstance(_PriorBase):
     "Cross-entropy against each image's own nearest-neighbour label distribution in the LA embedding."
-    def __init__(self, split=None, alpha=0.1, knn_k=10, **kw):
-        super().__init__(split, alpha=alpha, **kw)
+    def __init__(self, split=None, alpha=0.1, knn_k=10, similarity='la', **kw):
+        if similarity != 'la': raise ValueError(f"similarity={similarity!r} is invalid for prior_instance: its targets are "
+                                                "the LA embedding's nearest neighbours, so only 'la'")
+        super().__init__(split, alpha=alpha, similarity=similarity, **kw)
         self.P = instance_targets(self.la['emb'], split.y_train, split.num_classes, knn_k, alpha).float()
     def setup(self, model):
         super().setup(model); self.P = self.P.to(next(model.parameters()).device)

@@ -13,11 +13,11 @@ import pandas as pd
 from .utils import atomic_write, markdown_table
 
 # %% auto #0
-__all__ = ['PRIOR_DEFAULTS', 'PUBLISHED', 'HEADLINE_COLUMNS', 'BUDGET_KEYS', 'POSTHOC_TAUS', 'LINEAR_METHODS', 'load_runs',
-           'method_label', 'summarize_runs', 'table_markdown', 'superclass_mistakes', 'superclass_chance',
+__all__ = ['PRIOR_DEFAULTS', 'ORACLE_SOURCES', 'PUBLISHED', 'HEADLINE_COLUMNS', 'BUDGET_KEYS', 'POSTHOC_TAUS', 'LINEAR_METHODS',
+           'load_runs', 'method_label', 'summarize_runs', 'table_markdown', 'superclass_mistakes', 'superclass_chance',
            'run_superclass_mistakes', 'load_history', 'epochs_to_reach', 'top1_at_time', 'plot_per_class_pair',
            'plot_convergence', 'reliability', 'plot_reliability', 'write_table', 'copy_figure', 'committed_runs',
-           'reference_rows', 'balanced_accuracy', 'run_logits', 'posthoc_adjust']
+           'reference_rows', 'balanced_accuracy', 'run_logits', 'posthoc_adjust', 'paired_differences']
 
 # %% ../nbs/09_report.ipynb #53928eb1
 def load_runs(root) -> pd.DataFrame:
@@ -29,7 +29,8 @@ def load_runs(root) -> pd.DataFrame:
         p, r = json.loads((d/'params.json').read_text()), json.loads(m.read_text())
         rows.append(dict(dataset=p['dataset'], imb=float(p['imb']), method=p['method'], init=p.get('init', 'scratch'),
                          seed=p['seed'], subset_seed=p.get('subset_seed', 0), alpha=p.get('alpha', 0.1),
-                         T=p.get('T', 0.1), alpha_power=p.get('alpha_power', 0.0), epochs=p['epochs'],
+                         T=p.get('T', 0.1), alpha_power=p.get('alpha_power', 0.0), similarity=p.get('similarity', 'la'),
+                         epochs=p['epochs'],
                          la_epochs=p.get('la_epochs', 200), schedule=p['schedule'], top1=r['top1'], many=r['many'],
                          medium=r['medium'], few=r['few'], ece=r['ece'], best_top1=r['best_of_run']['top1'],
                          wall_time_s=r.get('wall_time_s'), superclass_agreement=r.get('superclass_agreement'),
@@ -39,11 +40,15 @@ def load_runs(root) -> pd.DataFrame:
 
 PRIOR_DEFAULTS = dict(alpha=0.1, T=0.1, alpha_power=0.0)
 
-def method_label(method, init='scratch', alpha=0.1, T=0.1, alpha_power=0.0) -> str:
-    "A method's name in tables: '(LA init)' when fine-tuned from LA; a prior's α, T, p when not the defaults."
+ORACLE_SOURCES = ('superclass', 'supervised')  # similarity sources that use labels (visprior.similarity.ORACLES)
+
+def method_label(method, init='scratch', alpha=0.1, T=0.1, alpha_power=0.0, similarity='la') -> str:
+    "A method's name in tables: '(LA init)' when fine-tuned from LA; a prior's α, T, p when not the defaults, its S source."
     extra = ''
+    if method.startswith('prior') and similarity != 'la':
+        extra = f' S={similarity}' + (' (ORACLE)' if similarity in ORACLE_SOURCES else '')
     if method.startswith('prior') and (alpha, T, alpha_power) != tuple(PRIOR_DEFAULTS.values()):
-        extra = f' [α {alpha:g}, T {T:g}' + (f', α ∝ n^{alpha_power:g}]' if alpha_power else ']')
+        extra += f' [α {alpha:g}, T {T:g}' + (f', α ∝ n^{alpha_power:g}]' if alpha_power else ']')
     return method + extra + (' (LA init)' if init == 'ssl' else '')
 
 # %% ../nbs/09_report.ipynb #ab795586
@@ -63,11 +68,12 @@ def summarize_runs(df: pd.DataFrame, metrics=_METRICS) -> pd.DataFrame:
     "Mean and sample std over seeds per (dataset, imb, method, init), with the seeds used and the published number."
     out = []
     df = df.copy()
-    for k, v in PRIOR_DEFAULTS.items():  # the prior's settings only distinguish prior runs
+    if 'similarity' not in df: df['similarity'] = 'la'
+    for k, v in {**PRIOR_DEFAULTS, 'similarity': 'la'}.items():  # the prior's settings only distinguish prior runs
         df.loc[~df.method.str.startswith('prior'), k] = v
-    for (ds, imb, method, init, a, t, pw), g in df.groupby(['dataset', 'imb', 'method', 'init', 'alpha', 'T',
-                                                             'alpha_power'], sort=False):
-        label = method_label(method, init, a, t, pw)
+    for (ds, imb, method, init, a, t, pw, sim), g in df.groupby(['dataset', 'imb', 'method', 'init', 'alpha', 'T',
+                                                                  'alpha_power', 'similarity'], sort=False):
+        label = method_label(method, init, a, t, pw, sim)
         for col in ('epochs', 'schedule', 'subset_seed'):
             if g[col].nunique() > 1:
                 raise ValueError(f"runs of {label} at imb {imb:g} differ in {col} "
@@ -220,7 +226,7 @@ def reference_rows(p, metrics: dict, runs: list) -> tuple[pd.DataFrame, str]:
     same = [(d, q, m) for d, q, m in runs if all(q.get(k) == getattr(p, k) for k in BUDGET_KEYS)]
     row = lambda label, ms, seeds: dict(run=label, seeds=','.join(map(str, seeds)),
                                         **{k: _pm([m[k] for m in ms]) for k in ('top1', 'many', 'medium', 'few', 'ece')})
-    rows = [row(f'this run: {method_label(p.method, p.init, p.alpha, p.T, p.alpha_power)}', [metrics], [p.seed])]
+    rows = [row(f'this run: {method_label(p.method, p.init, p.alpha, p.T, p.alpha_power, p.similarity)}', [metrics], [p.seed])]
     rows[0]['this run minus it, same seed'] = '–'
     by = {}
     for d, q, m in same:
@@ -314,3 +320,26 @@ def posthoc_adjust(val_logits, y_val, test_logits, y_test, counts, groups, taus=
     tau = max(taus, key=lambda t: (curve[t], -t))
     s = summarize(test_logits - tau * lp, y_test, groups, C)
     return dict(tau=tau, val_balanced=curve[tau], val_curve=curve, **{k: s[k] for k in ('top1', 'many', 'medium', 'few')})
+
+# %% ../nbs/09_report.ipynb #a67c6a8a
+def paired_differences(df: pd.DataFrame, base: str, metrics=('top1', 'many', 'medium', 'few'), label='label') -> pd.DataFrame:
+    "Per label: mean ± std of each metric over its seeds, and of its difference to `base` over the seeds both have."
+    if base not in set(df[label]): raise ValueError(f"base {base!r} has no runs; labels: {sorted(set(df[label]))}")
+    for lab, g in df.groupby(label):
+        if g.seed.duplicated().any(): raise ValueError(f"{lab!r} has two rows with the same seed")
+    b = df[df[label] == base].set_index('seed')
+    rows = []
+    for lab, g in df.groupby(label, sort=False):
+        g = g.set_index('seed'); shared = sorted(set(g.index) & set(b.index))
+        r = {label: lab, 'seeds': ','.join(map(str, sorted(g.index))), 'n': len(g),
+             'paired seeds': ','.join(map(str, shared)) if lab != base else '–'}
+        for m in metrics:
+            r[m] = _pm(g[m].tolist()); r[f'{m}_mean'] = float(g[m].mean())
+            if lab == base: r[f'Δ{m}'] = '–'; continue
+            d = [g.at[s, m] - b.at[s, m] for s in shared]
+            r[f'Δ{m}'] = ('–' if not d else f'{np.mean(d):+.2f}' + (f' ± {np.std(d, ddof=1):.2f}' if len(d) > 1
+                                                                      else ' (single seed)'))
+            r[f'Δ{m}_mean'] = float(np.mean(d)) if d else np.nan
+            r[f'Δ{m}_std'] = float(np.std(d, ddof=1)) if len(d) > 1 else np.nan
+        rows.append(r)
+    return pd.DataFrame(rows)
