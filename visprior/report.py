@@ -13,11 +13,12 @@ import pandas as pd
 from .utils import atomic_write, markdown_table
 
 # %% auto #0
-__all__ = ['PRIOR_DEFAULTS', 'ORACLE_SOURCES', 'PUBLISHED', 'HEADLINE_COLUMNS', 'BUDGET_KEYS', 'POSTHOC_TAUS', 'LINEAR_METHODS',
-           'load_runs', 'method_label', 'summarize_runs', 'table_markdown', 'superclass_mistakes', 'superclass_chance',
-           'run_superclass_mistakes', 'load_history', 'epochs_to_reach', 'top1_at_time', 'plot_per_class_pair',
-           'plot_convergence', 'reliability', 'plot_reliability', 'write_table', 'copy_figure', 'committed_runs',
-           'reference_rows', 'balanced_accuracy', 'run_logits', 'posthoc_adjust', 'paired_differences']
+__all__ = ['PRIOR_DEFAULTS', 'ORACLE_SOURCES', 'PUBLISHED', 'PUBLISHED_SOURCE', 'PUBLISHED_REFS', 'HEADLINE_COLUMNS',
+           'BUDGET_KEYS', 'POSTHOC_TAUS', 'LINEAR_METHODS', 'load_runs', 'method_label', 'published_legend',
+           'summarize_runs', 'table_markdown', 'superclass_mistakes', 'superclass_chance', 'run_superclass_mistakes',
+           'load_history', 'epochs_to_reach', 'top1_at_time', 'plot_per_class_pair', 'plot_convergence', 'reliability',
+           'plot_reliability', 'write_table', 'copy_figure', 'committed_runs', 'reference_rows', 'balanced_accuracy',
+           'run_logits', 'posthoc_adjust', 'paired_differences']
 
 # %% ../nbs/09_report.ipynb #53928eb1
 def load_runs(root) -> pd.DataFrame:
@@ -57,6 +58,26 @@ PUBLISHED = {  # CIFAR-100-LT top-1, ResNet-32, 200 epochs, best-of-run, one see
     'cb': {100: 39.6, 50: 45.3, 10: 58.0}, 'kd': {100: 40.4, 50: 45.5, 10: 59.2},
     'ldam_drw': {100: 42.0, 50: 46.6, 10: 58.7}, 'logit_adjust': {100: 42.0, 50: 47.0, 10: 57.7},
     'crt': {100: 43.3}}
+# where each published number was traced (searched in public copies of the papers' tables; see PUBLISHED_REFS)
+PUBLISHED_SOURCE = {
+    'ce': {100: 'BoT21', 50: 'BoT21', 10: 'unverified'}, 'focal': {100: 'unverified', 50: 'unverified', 10: 'unverified'},
+    'cb': {100: 'Cui19', 50: 'Cui19', 10: 'Cui19'}, 'kd': {100: 'unverified', 50: 'unverified', 10: 'unverified'},
+    'ldam_drw': {100: 'Cao19', 50: 'unverified', 10: 'Cao19'},
+    'logit_adjust': {100: 'unverified', 50: 'unverified', 10: 'unverified'}, 'crt': {100: 'unverified'}}
+PUBLISHED_REFS = {
+    'Cao19': 'Cao et al., NeurIPS 2019 (LDAM-DRW), Table 2, as top-1 error 57.96 / 41.29 at ρ = 100 / 10 (the paper has '
+             'no ρ = 50); seen through copies of the table, not the PDF',
+    'Cui19': "Cui et al., CVPR 2019 (class-balanced loss), Table 2, the best class-balanced variant per ρ (errors 60.40 / "
+             "54.68 / 42.01): a focal or sigmoid CB loss with tuned β and γ, NOT the softmax CB at β = 0.9999 run here; "
+             "seen through a leaderboard that cites it",
+    'BoT21': 'CE top-1 errors 61.68 / 56.15 (ρ = 100 / 50) as listed by Zhang et al., AAAI 2021 (Bag of Tricks), and '
+             'commonly credited to Cui et al. 2019 Table 2, whose table was not seen',
+    'unverified': 'found only in later papers\' tables without a traceable original, or not found at all: unverified'}
+
+def published_legend() -> str:
+    "The sources of the published column, for a table's caption."
+    return 'Published sources: ' + '; '.join(f'[{k}] {v}' for k, v in PUBLISHED_REFS.items()) + '.'
+
 _METRICS = ('top1', 'many', 'medium', 'few', 'ece', 'best_top1')
 
 def _pm(v) -> str:
@@ -85,7 +106,9 @@ def summarize_runs(df: pd.DataFrame, metrics=_METRICS) -> pd.DataFrame:
         for k in metrics:
             row[f'{k}_mean'] = float(g[k].mean()); row[f'{k}_std'] = float(g[k].std(ddof=1)) if len(g) > 1 else np.nan
             row[k] = _pm(g[k].tolist())
-        row['published_top1'] = PUBLISHED.get(method, {}).get(int(imb)) if ds == 'cifar100' and init == 'scratch' else None
+        pub = ds == 'cifar100' and init == 'scratch'
+        row['published_top1'] = PUBLISHED.get(method, {}).get(int(imb)) if pub else None
+        row['published_source'] = PUBLISHED_SOURCE.get(method, {}).get(int(imb)) if pub else None
         out.append(row)
     return pd.DataFrame(out).sort_values(['dataset', 'imb', 'top1_mean'], ascending=[True, False, False], kind='stable')
 
@@ -93,13 +116,17 @@ HEADLINE_COLUMNS = {'method': 'method', 'seeds': 'seeds', 'top-1 (last epoch)': 
                     'medium': 'medium', 'few': 'few', 'ECE-15': 'ece', 'best-of-run top-1 (not headline)': 'best_top1',
                     'published top-1 (200 ep, best-of-run; not ours)': 'published_top1'}
 
-def _published(v) -> str: return '–' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.1f}'
+def _published(v, src=None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)): return '–'
+    return f'{v:.1f}' + (f' [{src}]' if isinstance(src, str) else '')
 
 def table_markdown(summary: pd.DataFrame, caption: str, columns: dict = HEADLINE_COLUMNS) -> str:
     "One block per (dataset, imbalance ratio) of `summary`, with `columns` mapping each header to a summary column."
     parts = [caption, '']
     for (ds, imb), g in summary.groupby(['dataset', 'imb'], sort=False):
-        t = pd.DataFrame({h: g[c].map(_published) if c == 'published_top1' else g[c] for h, c in columns.items()})
+        src = g['published_source'] if 'published_source' in g else [None] * len(g)
+        t = pd.DataFrame({h: [_published(v, w) for v, w in zip(g[c], src)] if c == 'published_top1' else g[c]
+                          for h, c in columns.items()})
         parts += [f'### {ds}-LT, ρ = {imb:g}', '', markdown_table(t.to_dict('records')), '']
     return '\n'.join(parts)
 
