@@ -1,0 +1,29 @@
+"""Every committed grid file loads, and every run folder it names agrees with its entry (the run store never lies)."""
+from pathlib import Path
+
+import pytest
+
+from visprior.experiment import check_run_dir, load_metrics
+from visprior.grid import load_grid
+
+GRIDS = sorted((Path(__file__).parents[1]/'nbs'/'grids').glob('*.toml'))
+
+
+@pytest.mark.parametrize('grid', GRIDS, ids=[g.name for g in GRIDS])
+def test_grid_loads_and_its_folders_match(grid):
+    nb, runs = load_grid(grid)
+    assert nb.exists() and runs
+    names = [p.run_dir() for p in runs]
+    assert len(set(names)) == len(names), 'two entries share a folder'
+    for p in runs:
+        run_dir, state = check_run_dir(p)  # raises if the folder holds a run with other parameters
+        if state == 'done':
+            m = load_metrics(run_dir)
+            assert m['run'] == p.name and 0 <= m['top1'] <= 100
+
+
+def test_sources30_names_its_oracles_and_pins_its_budget():
+    _, runs = load_grid(Path(__file__).parents[1]/'nbs'/'grids'/'sources30.toml')
+    assert {p.similarity for p in runs} >= {'la', 'permuted', 'uniform', 'colour', 'superclass', 'supervised'}
+    assert {p.imb for p in runs} == {100} and {p.subset_seed for p in runs} == {0}
+    assert all(str(p.out_dir).startswith('results/runs/sources30/') for p in runs)
