@@ -11,11 +11,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import DeviceLoader, LTSplit
+from .data import DeviceLoader, LTSplit, load_cifar
 from .la import LAConfig, class_similarity, embed_images, knn, knn_predict, la_embedding, superclass_agreement
 from .models import create_model
 from .metrics import summarize
-from .similarity import LA_SOURCES, ORACLES, SOURCES, build_similarity
+from .similarity import (LA_SOURCES, ORACLES, SOURCES, build_similarity, oracle_folder,
+                                 supervised_oracle_images)
 from .train import Method, pick_device, register_method
 from .utils import atomic_write, load_torch, resolve_out_dir, save_figure
 
@@ -88,9 +89,13 @@ class _PriorBase(Method):
         self.similarity = similarity
         self.la = (run_la(split, la_epochs, la_k, la_clusters, la_kmeans, la_root, device, progress, model, image_size,
                           workers) if similarity in LA_SOURCES else None)
+        oracles, data, self.oracle_dir = resolve_out_dir(la_root).parent/'oracle', None, None
+        if similarity == 'supervised':  # the oracle's folder is an input of the run, recorded like LA's
+            data = load_cifar(split.name, data_dir)
+            self.oracle_dir = oracle_folder(oracles, data, supervised_oracle_images(data, split.val_idx), oracle_epochs)
         self.S = build_similarity(similarity, split, la_emb=None if self.la is None else self.la['emb'],
-                                  device=pick_device(device), oracle_dir=resolve_out_dir(la_root).parent/'oracle',
-                                  oracle_epochs=oracle_epochs, data_dir=data_dir, progress=progress).float()
+                                  device=pick_device(device), oracle_dir=oracles, oracle_epochs=oracle_epochs,
+                                  data=data, data_dir=data_dir, progress=progress).float()
         self.Q = soft_targets(self.S, alpha, T, split.counts, alpha_power).float()
 
     def setup(self, model):
@@ -100,6 +105,7 @@ class _PriorBase(Method):
     def extra_metrics(self) -> dict:
         out = dict(similarity=self.similarity, similarity_is_oracle=self.similarity in ORACLES)
         if self.la is not None: out.update(la_dir=str(self.la['dir']), la_metrics=self.la['metrics'])
+        if self.oracle_dir is not None: out['oracle_dir'] = str(self.oracle_dir)
         if self.split.coarse_of_class is not None and self.similarity != 'uniform':  # a flat S ranks no neighbour
             out['superclass_agreement'] = 100 * superclass_agreement(self.S, self.split.coarse_of_class)
         return out
