@@ -27,3 +27,14 @@ def test_sources30_names_its_oracles_and_pins_its_budget():
     assert {p.similarity for p in runs} >= {'la', 'permuted', 'uniform', 'colour', 'superclass', 'supervised'}
     assert {p.imb for p in runs} == {100} and {p.subset_seed for p in runs} == {0}
     assert all(str(p.out_dir).startswith('results/runs/sources30/') for p in runs)
+
+
+def test_run_notebook_declares_its_parameters_parseably():
+    "papermill must parse every line of the parameters cell (a quote in a comment once hid a parameter from it)."
+    import papermill as pm
+    from dataclasses import fields
+    from visprior.experiment import RunParams
+    nb = Path(__file__).parents[1]/'nbs'/'run_cifar_lt.ipynb'
+    declared = set(pm.inspect_notebook(str(nb)))
+    # image_size and workers are iNaturalist's (run_inat.ipynb); every CIFAR parameter is declared
+    assert {f.name for f in fields(RunParams)} - declared == {'image_size', 'workers'}
