@@ -363,7 +363,7 @@ def paired_differences(df: pd.DataFrame, base: str, metrics=('top1', 'many', 'me
         for m in metrics:
             r[m] = _pm(g[m].tolist()); r[f'{m}_mean'] = float(g[m].mean())
             if lab == base: r[f'Δ{m}'] = '–'; continue
-            d = [g.at[s, m] - b.at[s, m] for s in shared if np.isfinite(g.at[s, m]) and np.isfinite(b.at[s, m])]
+            d = [float(g.at[s, m]) - float(b.at[s, m]) for s in shared if pd.notna(g.at[s, m]) and pd.notna(b.at[s, m])]
             r[f'Δ{m}'] = ('–' if not d else f'{np.mean(d):+.2f}' + (f' ± {np.std(d, ddof=1):.2f}' if len(d) > 1
                                                                       else ' (single seed)'))
             r[f'Δ{m}_mean'] = float(np.mean(d)) if d else np.nan
