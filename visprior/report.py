@@ -16,9 +16,9 @@ from .utils import atomic_write, markdown_table
 __all__ = ['PRIOR_DEFAULTS', 'ORACLE_SOURCES', 'PUBLISHED', 'PUBLISHED_SOURCE', 'PUBLISHED_REFS', 'HEADLINE_COLUMNS',
            'BUDGET_KEYS', 'POSTHOC_TAUS', 'LINEAR_METHODS', 'load_runs', 'method_label', 'published_legend',
            'summarize_runs', 'table_markdown', 'superclass_mistakes', 'superclass_chance', 'run_superclass_mistakes',
-           'load_history', 'epochs_to_reach', 'top1_at_time', 'plot_per_class_pair', 'plot_convergence', 'reliability',
-           'plot_reliability', 'write_table', 'copy_figure', 'committed_runs', 'reference_rows', 'balanced_accuracy',
-           'run_logits', 'posthoc_adjust', 'paired_differences']
+           'last_val_balanced', 'load_history', 'epochs_to_reach', 'top1_at_time', 'plot_per_class_pair',
+           'plot_convergence', 'reliability', 'plot_reliability', 'write_table', 'copy_figure', 'committed_runs',
+           'reference_rows', 'balanced_accuracy', 'run_logits', 'posthoc_adjust', 'paired_differences']
 
 # %% ../nbs/09_report.ipynb #53928eb1
 def load_runs(root) -> pd.DataFrame:
@@ -148,6 +148,12 @@ def run_superclass_mistakes(run_dir, coarse_of_class) -> float:
     return superclass_mistakes(z['pred'], z['label'], coarse_of_class)
 
 # %% ../nbs/09_report.ipynb #5236c7fd
+def last_val_balanced(run_dir) -> float:
+    "The balanced validation accuracy at the last evaluated epoch of a run (NaN if it has no validation split)."
+    h = pd.read_csv(Path(run_dir)/'history.csv')
+    v = h.val_balanced.dropna() if 'val_balanced' in h else []
+    return float(v.iloc[-1]) if len(v) else np.nan
+
 def load_history(run_dir) -> pd.DataFrame:
     "history.csv of a run, with cumulative wall time in minutes."
     h = pd.read_csv(Path(run_dir)/'history.csv')
