@@ -88,6 +88,40 @@ def test_two_processes_agree_with_one(fixture, tmp_path):
     assert m[1]['n_test'] == m[0]['n_test'] == 18 and m[0]['budget']['epochs'] == 1
 
 
+def _children(pid):
+    "Pids whose parent is `pid`, from /proc."
+    out = []
+    for d in Path('/proc').iterdir():
+        if d.name.isdigit():
+            try: fields = (d/'stat').read_text().rsplit(')', 1)[1].split()
+            except OSError: continue
+            if int(fields[1]) == pid: out.append(int(d.name))
+    return out
+
+
+def _gone(pid):
+    "The process has exited (or is a zombie, which holds no files and so no locks)."
+    try: return (Path('/proc')/str(pid)/'stat').read_text().rsplit(')', 1)[1].split()[0] == 'Z'
+    except OSError: return True
+
+
+def kill_all(p, timeout=60):
+    """SIGKILL torchrun and every rank, as a preempted job is killed, and wait until all are dead. torchrun starts each
+    rank in a session of its own, so killing torchrun's process group alone leaves the ranks running (and holding the
+    run folder's lock) for a while: the race that once failed this test in CI."""
+    workers = _children(p.pid)
+    assert workers, 'torchrun had started no ranks'
+    os.killpg(p.pid, signal.SIGKILL)
+    for w in workers:
+        try: os.killpg(w, signal.SIGKILL)
+        except ProcessLookupError: pass
+    p.wait()
+    t0 = time.time()
+    while not all(map(_gone, workers)):
+        assert time.time() - t0 < timeout, f'ranks {workers} still alive {timeout} s after SIGKILL'
+        time.sleep(0.05)
+
+
 def test_killed_mid_run_resumes_to_the_same_result(fixture, tmp_path):
     args = train_args(fixture, tmp_path/'killed', epochs=4, lr=0.01)
     p = subprocess.Popen(_cmd(2, *args), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -96,7 +130,7 @@ def test_killed_mid_run_resumes_to_the_same_result(fixture, tmp_path):
     t0 = time.time()
     while not ckpt.exists() and p.poll() is None and time.time() - t0 < 240: time.sleep(0.05)
     assert ckpt.exists(), 'no checkpoint was written'
-    os.killpg(p.pid, signal.SIGKILL); p.wait()           # killed during epoch 2 (or later), every rank at once
+    kill_all(p)                                             # killed during epoch 2 (or later), every rank at once
     assert not (tmp_path/'killed'/'inat2018-ce-s0'/'metrics.json').exists()
     torchrun(2, *args)                                      # the same command resumes
     torchrun(2, *train_args(fixture, tmp_path/'straight', epochs=4, lr=0.01))
