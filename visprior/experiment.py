@@ -17,6 +17,7 @@ from .train import METHODS, TrainConfig, create_method, fit, pick_device, resolv
 from .prior import load_la_backbone, run_la  # also registers the prior methods
 from .similarity import ORACLES, SOURCES
 import visprior.losses  # registers the long-tailed baselines and the prior's compositions
+import visprior.transfer  # registers the second-stage heads on frozen features (bs_head, weight_transfer, cov_transfer)
 from .utils import (atomic_write, env_info, folder_lock, git_info, nbdev_testing, resolve_out_dir,
                             save_figure, write_csv, write_json)
 from .dist import barrier, is_dist, is_main, rank, world_size
@@ -57,6 +58,8 @@ class RunParams:
     similarity: str = 'la'         # prior: source of S: 'la' (the method); controls 'permuted', 'uniform', 'pixels',
                                    # 'colour', 'random_net'; ORACLES (use labels) 'superclass', 'supervised'
     oracle_epochs: int = 10        # similarity='supervised': epochs of its ResNet-32 on balanced CIFAR-100 minus validation
+    spread: str = 'similar'        # weight_transfer, cov_transfer: 'similar' (borrow from look-alikes) or 'flat' (the control:
+                                   # each class's excess mass spread evenly over the classes with more images)
     knn_k: int = 10                # prior_instance: nearest neighbours per image
     tau: float = 1.0               # logit_adjust(_posthoc), prior_logit_adjust: tau of tau * log(prior) (1 = Balanced Softmax)
     focal_gamma: float = 1.0       # focal: gamma
@@ -108,6 +111,9 @@ class RunParams:
         need(self.similarity in SOURCES, 'similarity', f'valid: {SOURCES} (oracles: {ORACLES})')
         need(self.similarity == 'la' or self.method != 'prior_instance', 'similarity',
              "prior_instance's targets are LA nearest neighbours, so it takes only 'la'")
+        need(self.spread in visprior.transfer.SPREADS, 'spread', f'valid: {visprior.transfer.SPREADS}')
+        need(self.spread == 'similar' or getattr(METHODS.get(self.method), 'similarity_in_name', False), 'spread',
+             "only weight_transfer and cov_transfer borrow from other classes; the other methods take 'similar'")
         need(isint(self.epochs) and self.epochs >= 1, 'epochs', 'must be an integer >= 1')
         need(isnum(self.tau) and self.tau >= 0, 'tau', 'must be >= 0')
         need(isnum(self.focal_gamma) and self.focal_gamma >= 0, 'focal_gamma', 'must be >= 0')
@@ -135,6 +141,8 @@ class RunParams:
         "The run folder's name."
         extra = ('' if self.imb_type == 'exp' else f'-{self.imb_type}') + (f'-ss{self.subset_seed}' if self.subset_seed else '')
         init = '-ssl' if self.init == 'ssl' else ''
+        if getattr(METHODS.get(self.method), 'similarity_in_name', False):  # second stages beside their CE run: S named
+            init += f'-{self.similarity}' + ('-flat' if self.spread == 'flat' else '')
         if self.dataset == 'inat2018': return f"inat2018-{self.method}{init}-s{self.seed}"  # its imbalance is fixed
         return f"{self.dataset}-lt{self.imb:g}{extra}-{self.method}{init}-s{self.seed}"
 
@@ -148,10 +156,11 @@ class RunParams:
 
     def method_hparams(self) -> dict:
         "What the method's constructor receives: the method parameters, and where the matching CE run lives."
-        names = ('alpha', 'T', 'alpha_power', 'similarity', 'oracle_epochs', 'data_dir', 'knn_k', 'tau', 'focal_gamma',
+        names = ('alpha', 'T', 'alpha_power', 'similarity', 'oracle_epochs', 'spread', 'data_dir', 'knn_k', 'tau', 'focal_gamma',
                  'cb_beta', 'ldam_max_m', 'ldam_s', 'drw_at', 'ls_eps', 'kd_T', 'kd_alpha', 'crt_epochs', 'la_epochs', 'la_k',
                  'la_clusters', 'la_kmeans', 'la_root', 'device', 'model', 'image_size', 'workers')
-        ce = replace(self, method='ce', init='scratch')
+        keep = getattr(METHODS.get(self.method), 'base_keeps_init', False)  # second stages: the CE run of the same init
+        ce = replace(self, method='ce', init=self.init if keep else 'scratch', similarity='la', spread='similar')
         return {**{k: getattr(self, k) for k in names}, 'ce_run': str(ce.run_dir()),
                 'run_params': asdict(ce)}
 

@@ -9,13 +9,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .experiment import check_run_dir, make_params, params_diff, RunParams
+from .train import METHODS
 from .utils import project_root, resolve_out_dir
 
 # %% auto #0
 __all__ = ['FROM_CE', 'read_grid', 'load_grid', 'run_dir_of', 'is_done', 'select', 'run_inputs', 'commit_run', 'run_grid', 'main']
 
 # %% ../nbs/08_grid.ipynb #4d8fcfe3
-FROM_CE = ('kd', 'crt', 'tau_norm', 'logit_adjust_posthoc')  # methods that start from the matching CE run
+FROM_CE = ('kd', 'crt', 'tau_norm', 'logit_adjust_posthoc', 'bs_head', 'weight_transfer', 'cov_transfer')  # start from the matching CE run
 _TOP = {'notebook', 'defaults', 'runs', 'description', 'notebook_params'}
 
 def _expand(block: dict) -> list[dict]:
@@ -65,7 +66,8 @@ def load_grid(path) -> tuple[Path, list[RunParams]]:
     have = {run_dir_of(p) for p in runs}
     for p in runs:
         if p.method not in FROM_CE: continue
-        ce = RunParams(**{**asdict(p), 'method': 'ce', 'init': 'scratch'})
+        keep = getattr(METHODS.get(p.method), 'base_keeps_init', False)  # second stages: the CE run of the same init
+        ce = RunParams(**{**asdict(p), 'method': 'ce', 'init': p.init if keep else 'scratch', 'similarity': 'la', 'spread': 'similar'})
         k = run_dir_of(ce)
         if k not in have and not (k/'metrics.json').exists():
             raise ValueError(f"grid file {path}: {p.name} starts from the CE run {ce.name} in {k.parent}, which is neither "
