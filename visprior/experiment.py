@@ -23,12 +23,13 @@ from .utils import (atomic_write, env_info, folder_lock, git_info, nbdev_testing
 from .dist import barrier, is_dist, is_main, rank, world_size
 
 # %% auto #0
-__all__ = ['INITS', 'NOT_IDENTITY', 'RUN_DATASETS', 'TEST_CONFIG', 'GROUP_COLOURS', 'RunParams', 'make_params',
+__all__ = ['INITS', 'PRECISIONS', 'NOT_IDENTITY', 'RUN_DATASETS', 'TEST_CONFIG', 'GROUP_COLOURS', 'RunParams', 'make_params',
            'params_from_namespace', 'notebook_params', 'plot_per_class', 'saved_params', 'params_diff', 'check_run_dir',
            'load_metrics', 'load_split', 'build_loaders', 'run_experiment', 'check_finite_summary']
 
 # %% ../nbs/06_experiment.ipynb #00b77961
 INITS = ('scratch', 'ssl')
+PRECISIONS = ('auto', 'fp32', 'bf16')  # auto: bf16 autocast where the device runs it natively, else fp32
 NOT_IDENTITY = ('data_dir', 'out_dir', 'device', 'compile', 'workers')  # where and how fast, not what, a run computes
 RUN_DATASETS = (*DATASETS, 'inat2018')  # 'inat2018' reads <data>/inat2018/ (official JSON or the LT lists)
 
@@ -77,6 +78,7 @@ class RunParams:
     la_kmeans: int = 3             # LA clusterings H
     la_root: str = 'results/la'    # LA embedding cache (relative = to the project root)
     compile: bool = False          # torch.compile the training forward (GPUs, long runs)
+    precision: str = 'auto'        # 'auto' (bf16 autocast where native, else fp32), 'fp32' or 'bf16': part of a run's identity
     image_size: int = 224          # inat2018: training / evaluation crop size
     workers: int = 4               # inat2018: DataLoader worker processes per rank (JPEG decoding)
     device: str = 'auto'           # 'auto', 'cpu', 'cuda' or 'cuda:N'
@@ -86,7 +88,8 @@ class RunParams:
     def train_config(self) -> TrainConfig:
         "The trainer's share of the parameters."
         names = {f.name for f in fields(TrainConfig)}
-        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
+        amp = {'auto': None, 'fp32': False, 'bf16': True}.get(self.precision)
+        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names}, amp=amp)
 
     def validate(self):
         "Raise a clear error, naming the value and the valid ones, before any work is done."
@@ -104,6 +107,7 @@ class RunParams:
         need(isint(self.subset_seed) and self.subset_seed >= 0, 'subset_seed', 'must be an integer >= 0')
         need(isint(self.val_per_class) and self.val_per_class >= 0, 'val_per_class', 'must be an integer >= 0')
         need(self.init in INITS, 'init', f'valid: {INITS}')
+        need(self.precision in PRECISIONS, 'precision', f'valid: {PRECISIONS}')
         isnum = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
         need(isnum(self.alpha) and 0 <= self.alpha <= 1, 'alpha', 'must be in [0, 1]')
         need(isnum(self.T) and self.T > 0, 'T', 'must be > 0')
@@ -211,7 +215,8 @@ def plot_per_class(per_class, counts, groups, title='', ax=None):
 # %% ../nbs/06_experiment.ipynb #8783b41b
 _RUN_FILES = ('metrics.json', 'history.csv', 'model.pt', 'ckpt.pt', 'test_predictions.npz')
 # a key missing from an older params.json had the value of the default at the time it was saved
-_MISSING_MEANS = {'method': 'ce', 'alpha': 0.1, 'alpha_power': 0.0, 'similarity': 'la', 'oracle_epochs': 10}
+_MISSING_MEANS = {'method': 'ce', 'alpha': 0.1, 'alpha_power': 0.0, 'similarity': 'la', 'oracle_epochs': 10,
+                  'spread': 'similar', 'precision': 'auto'}
 
 def saved_params(run_dir) -> dict | None:
     "The parameters a run folder was made with (None if it holds no run); an unreadable params.json is an error."
@@ -227,17 +232,28 @@ def saved_params(run_dir) -> dict | None:
     if not isinstance(saved, dict): raise ValueError(f"{f} is not a JSON object; restore it, or move {run_dir} away")
     return {**asdict(RunParams()), **_MISSING_MEANS, **saved}
 
-def params_diff(saved: dict, p: RunParams) -> dict:
-    "The identity parameters on which a saved run differs from `p`: {name: (saved, asked)}."
+def _used_precision(run_dir) -> str | None:
+    "'bf16' or 'fp32': what a finished run's metrics.json says it trained in (None if unknown)."
+    try: amp = json.loads((Path(run_dir)/'metrics.json').read_text())['budget']['bf16_autocast']
+    except (OSError, ValueError, KeyError, TypeError): return None
+    return 'bf16' if amp else 'fp32'
+
+def params_diff(saved: dict, p: RunParams, run_dir=None) -> dict:
+    """The identity parameters on which a saved run differs from `p`: {name: (saved, asked)}. A finished run saved with
+    precision 'auto' matches an explicit 'fp32' or 'bf16' exactly when its metrics.json says it used that precision."""
     mine = p.identity()
-    return {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+    diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+    if 'precision' in diff and saved.get('precision') == 'auto' and run_dir is not None \
+            and _used_precision(run_dir) == p.precision:
+        del diff['precision']
+    return diff
 
 def check_run_dir(p: RunParams) -> tuple[Path, str]:
     "Where `p` runs, and its state: 'new', 'partial' (resumes) or 'done'; a folder holding other parameters is an error."
     run_dir = p.run_dir()
     saved = saved_params(run_dir)
     if saved is None: return run_dir, 'new'
-    diff = params_diff(saved, p)
+    diff = params_diff(saved, p, run_dir)
     if diff:
         raise ValueError(f"{run_dir} already holds a run with other parameters: "
                          + ', '.join(f'{k} saved {a!r}, asked {b!r}' for k, (a, b) in sorted(diff.items()))
@@ -337,7 +353,7 @@ def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device
                                 label=y.numpy().astype(np.int16))
     atomic_write(run_dir/'test_predictions.npz', write_preds)
     atomic_write(run_dir/'model.pt', lambda f: torch.save({k: v.cpu() for k, v in model.state_dict().items()}, f))
-    amp, cl = resolve_precision(p.train_config(), device)
+    amp, cl = resolve_precision(cfg, device)  # the method's own config: an evaluate-only head may fix fp32
     metrics = dict(
         run=p.name, headline='last epoch', params=p.identity(),
         top1=summ['top1'], many=summ['many'], medium=summ['medium'], few=summ['few'], ece=summ['ece'],
