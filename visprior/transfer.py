@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import DeviceLoader, LTSplit
-from .losses import _MATCH, log_prior
+from .losses import check_ce_run, log_prior
 from .metrics import evaluate, per_class_accuracy, summarize
 from .prior import _PriorBase
 from .train import register_method
@@ -122,19 +122,11 @@ def balanced_accuracy(logits, y, num_classes) -> float:
 # %% ../nbs/04b_transfer.ipynb #57088331
 class _Stage2(_PriorBase):
     "Re-fit the CE run's classifier on its frozen features with the logit-adjusted loss, plus a transfer term."
-    base_keeps_init = True   # with init='ssl' the base is the LA-initialised CE run
+    starts_from_ce = True    # the finished CE run of the same parameters (init included: with 'ssl', the LA-initialised one)
     similarity_in_name = True
 
     def __init__(self, split: LTSplit = None, ce_run=None, run_params=None, spread='similar', T=0.1, **kw):
-        self.ce_run = Path(ce_run) if ce_run else None
-        if self.ce_run is None or not (self.ce_run/'metrics.json').exists():
-            raise FileNotFoundError(f"method {self.name!r} starts from the finished CE run {ce_run}, which does not "
-                                    "exist yet: run method='ce' with the same parameters (init included) first")
-        if run_params:
-            saved = json.loads((self.ce_run/'params.json').read_text())
-            keys = (*_MATCH, 'init', 'momentum', 'warmup_epochs')
-            bad = {k: (saved.get(k), run_params.get(k)) for k in keys if k in saved and saved[k] != run_params.get(k)}
-            if bad: raise ValueError(f"the CE run {self.ce_run} differs from this run in {bad} (CE run, this run)")
+        self.ce_run = check_ce_run(self.name, ce_run, run_params)
         if getattr(split, 'x_train', None) is None:
             raise ValueError(f"method {self.name!r} needs the images in memory (CIFAR-LT); {split.name} reads JPEGs from disk")
         if split.y_val is None or not len(split.y_val):
