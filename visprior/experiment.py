@@ -17,7 +17,7 @@ from .train import METHODS, TrainConfig, create_method, fit, pick_device, resolv
 from .prior import load_la_backbone, run_la  # also registers the prior methods
 from .similarity import ORACLES, SOURCES
 from .losses import used_precision  # also registers the long-tailed baselines and the prior's compositions
-import visprior.transfer  # registers the second-stage heads on frozen features (bs_head, weight_transfer, cov_transfer)
+import visprior.transfer  # registers the second-stage heads on frozen features (bs_head, weight_transfer, cov_transfer, neg_gate)
 from .utils import (atomic_write, env_info, folder_lock, git_info, nbdev_testing, resolve_out_dir,
                             save_figure, write_csv, write_json)
 from .dist import barrier, is_dist, is_main, rank, world_size
@@ -59,7 +59,7 @@ class RunParams:
     similarity: str = 'la'         # prior: source of S: 'la' (the method); controls 'permuted', 'uniform', 'pixels',
                                    # 'colour', 'random_net'; ORACLES (use labels) 'superclass', 'supervised'
     oracle_epochs: int = 10        # similarity='supervised': epochs of its ResNet-32 on balanced CIFAR-100 minus validation
-    spread: str = 'similar'        # weight_transfer, cov_transfer: 'similar' (borrow from look-alikes) or 'flat' (the control:
+    spread: str = 'similar'        # weight_transfer, cov_transfer, neg_gate: 'similar' (borrow from look-alikes) or 'flat' (the control:
                                    # each class's excess mass spread evenly over the classes with more images)
     knn_k: int = 10                # prior_instance: nearest neighbours per image
     tau: float = 1.0               # logit_adjust(_posthoc), prior_logit_adjust: tau of tau * log(prior) (1 = Balanced Softmax)
@@ -117,7 +117,7 @@ class RunParams:
              "prior_instance's targets are LA nearest neighbours, so it takes only 'la'")
         need(self.spread in visprior.transfer.SPREADS, 'spread', f'valid: {visprior.transfer.SPREADS}')
         need(self.spread == 'similar' or getattr(METHODS.get(self.method), 'similarity_in_name', False), 'spread',
-             "only weight_transfer and cov_transfer borrow from other classes; the other methods take 'similar'")
+             "only weight_transfer, cov_transfer and neg_gate borrow from other classes; the other methods take 'similar'")
         need(isint(self.epochs) and self.epochs >= 1, 'epochs', 'must be an integer >= 1')
         need(isnum(self.tau) and self.tau >= 0, 'tau', 'must be >= 0')
         need(isnum(self.focal_gamma) and self.focal_gamma >= 0, 'focal_gamma', 'must be >= 0')

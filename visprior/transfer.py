@@ -16,13 +16,13 @@ from .data import DeviceLoader, LTSplit
 from .losses import check_ce_run, log_prior
 from .metrics import evaluate, per_class_accuracy, summarize
 from .prior import _PriorBase
-from .train import register_method
+from .train import METHODS, register_method
 from .utils import atomic_write, load_torch
 
 # %% auto #0
-__all__ = ['SPREADS', 'HEAD_WD_GRID', 'STRENGTH_GRIDS', 'FEATURE_CACHE', 'excess_similarity', 'fit_head',
-           'weight_transfer_penalty', 'class_covariances', 'borrowed_covariance', 'augmented_logits', 'frozen_features',
-           'balanced_accuracy', 'BSHead', 'WeightTransfer', 'CovTransfer']
+__all__ = ['SPREADS', 'HEAD_WD_GRID', 'STRENGTH_GRIDS', 'FEATURE_CACHE', 'STAGE2', 'excess_similarity', 'fit_head',
+           'weight_transfer_penalty', 'class_covariances', 'borrowed_covariance', 'augmented_logits', 'gated_logits',
+           'frozen_features', 'balanced_accuracy', 'BSHead', 'WeightTransfer', 'CovTransfer', 'NegGate']
 
 # %% ../nbs/04b_transfer.ipynb #59b93353
 SPREADS = ('similar', 'flat')
@@ -92,11 +92,16 @@ def augmented_logits(W, z, y, cov, beta) -> torch.Tensor:
     Q = torch.einsum('yjd,yde,yje->yj', D, cov.to(W.dtype), D)  # C x C: one quadratic form per (label, class)
     return z + beta / 2 * Q[y]
 
+# %% ../nbs/04b_transfer.ipynb #62aeaffe
+def gated_logits(z, y, A, strength) -> torch.Tensor:
+    "z_j - strength * A[j, y]: the logits whose CE is Seesaw's form with the gate G_yj = exp(-strength * A[j, y])."
+    return z - strength * torch.as_tensor(A).to(z.dtype).T[y]
+
 # %% ../nbs/04b_transfer.ipynb #59cc5f7a
 HEAD_WD_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 STRENGTH_GRIDS = {  # each includes 0: the strength-0 head competes on validation
                  'bs_head': (0.0,), 'weight_transfer': (0.0, 0.1, 0.3, 1.0),
-                  'cov_transfer': (0.0, 0.1, 0.3, 1.0, 3.0)}
+                  'cov_transfer': (0.0, 0.1, 0.3, 1.0, 3.0), 'neg_gate': (0.0, 1.0, 3.0, 10.0, 30.0)}
 FEATURE_CACHE = Path('~/.cache/visprior/features').expanduser()
 
 def _sha1_file(path) -> str:
@@ -235,3 +240,12 @@ class CovTransfer(_Stage2):
         cov = borrowed_covariance(self.A, class_covariances(X, y, self.split.num_classes))
         W, b, _ = fit_head(X, y, lp, wd, logits_fn=lambda W, z: augmented_logits(W, z, y, cov, strength))
         return W, b
+
+@register_method('neg_gate')
+class NegGate(_Stage2):
+    "(a): a head image pushes a look-alike tail class down less: CE of z_j - strength * A[j, y] (Seesaw's gate form)."
+    def strength_fit(self, X, y, lp, wd, W0, strength):
+        W, b, _ = fit_head(X, y, lp, wd, logits_fn=lambda W, z: gated_logits(z, y, self.A, strength))
+        return W, b
+
+STAGE2 = tuple(n for n, c in METHODS.items() if issubclass(c, _Stage2))  # CIFAR only: every image's features in memory
