@@ -5,8 +5,7 @@ import pytest
 from visprior.experiment import run_experiment
 from visprior.inat import write_synthetic_inat
 from visprior.train import METHODS
-
-STAGE2 = ('bs_head', 'weight_transfer', 'cov_transfer')  # CIFAR only: they hold every image's features in memory
+from visprior.transfer import STAGE2  # CIFAR only: they hold every image's features in memory
 
 
 @pytest.fixture(scope='module')

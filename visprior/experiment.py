@@ -13,11 +13,11 @@ import torch
 
 from .data import DATASETS, IMB_TYPES, DeviceLoader, cifar_lt, make_loaders, max_imb
 from .models import MODELS, create_model
-from .train import METHODS, TrainConfig, create_method, fit, pick_device, resolve_precision
+from .train import METHODS, TrainConfig, create_method, fit, pick_device, resolve_precision, starts_from_ce
 from .prior import load_la_backbone, run_la  # also registers the prior methods
 from .similarity import ORACLES, SOURCES
-import visprior.losses  # registers the long-tailed baselines and the prior's compositions
-import visprior.transfer  # registers the second-stage heads on frozen features (bs_head, weight_transfer, cov_transfer)
+from .losses import used_precision  # also registers the long-tailed baselines and the prior's compositions
+import visprior.transfer  # registers the second-stage heads on frozen features (bs_head, weight_transfer, cov_transfer, neg_gate)
 from .utils import (atomic_write, env_info, folder_lock, git_info, nbdev_testing, resolve_out_dir,
                             save_figure, write_csv, write_json)
 from .dist import barrier, is_dist, is_main, rank, world_size
@@ -59,7 +59,7 @@ class RunParams:
     similarity: str = 'la'         # prior: source of S: 'la' (the method); controls 'permuted', 'uniform', 'pixels',
                                    # 'colour', 'random_net'; ORACLES (use labels) 'superclass', 'supervised'
     oracle_epochs: int = 10        # similarity='supervised': epochs of its ResNet-32 on balanced CIFAR-100 minus validation
-    spread: str = 'similar'        # weight_transfer, cov_transfer: 'similar' (borrow from look-alikes) or 'flat' (the control:
+    spread: str = 'similar'        # weight_transfer, cov_transfer, neg_gate: 'similar' (borrow from look-alikes) or 'flat' (the control:
                                    # each class's excess mass spread evenly over the classes with more images)
     knn_k: int = 10                # prior_instance: nearest neighbours per image
     tau: float = 1.0               # logit_adjust(_posthoc), prior_logit_adjust: tau of tau * log(prior) (1 = Balanced Softmax)
@@ -117,7 +117,7 @@ class RunParams:
              "prior_instance's targets are LA nearest neighbours, so it takes only 'la'")
         need(self.spread in visprior.transfer.SPREADS, 'spread', f'valid: {visprior.transfer.SPREADS}')
         need(self.spread == 'similar' or getattr(METHODS.get(self.method), 'similarity_in_name', False), 'spread',
-             "only weight_transfer and cov_transfer borrow from other classes; the other methods take 'similar'")
+             "only weight_transfer, cov_transfer and neg_gate borrow from other classes; the other methods take 'similar'")
         need(isint(self.epochs) and self.epochs >= 1, 'epochs', 'must be an integer >= 1')
         need(isnum(self.tau) and self.tau >= 0, 'tau', 'must be >= 0')
         need(isnum(self.focal_gamma) and self.focal_gamma >= 0, 'focal_gamma', 'must be >= 0')
@@ -163,10 +163,14 @@ class RunParams:
         names = ('alpha', 'T', 'alpha_power', 'similarity', 'oracle_epochs', 'spread', 'data_dir', 'knn_k', 'tau', 'focal_gamma',
                  'cb_beta', 'ldam_max_m', 'ldam_s', 'drw_at', 'ls_eps', 'kd_T', 'kd_alpha', 'crt_epochs', 'la_epochs', 'la_k',
                  'la_clusters', 'la_kmeans', 'la_root', 'device', 'model', 'image_size', 'workers')
-        keep = getattr(METHODS.get(self.method), 'base_keeps_init', False)  # second stages: the CE run of the same init
-        ce = replace(self, method='ce', init=self.init if keep else 'scratch', similarity='la', spread='similar')
-        return {**{k: getattr(self, k) for k in names}, 'ce_run': str(ce.run_dir()),
-                'run_params': asdict(ce)}
+        ce = self.base_ce()
+        return {**{k: getattr(self, k) for k in names}, **({} if ce is None else {'ce_run': str(ce.run_dir()),
+                                                                               'run_params': asdict(ce)})}
+
+    def base_ce(self) -> RunParams | None:
+        "The CE run a method that starts from one (cRT, KD, the second stages) needs: these parameters, init included."
+        if not starts_from_ce(self.method): return None
+        return replace(self, method='ce', similarity='la', spread='similar')
 
 def make_params(**kwargs) -> RunParams:
     "Validated `RunParams`; an unknown name is an error that lists the known ones."
@@ -232,19 +236,13 @@ def saved_params(run_dir) -> dict | None:
     if not isinstance(saved, dict): raise ValueError(f"{f} is not a JSON object; restore it, or move {run_dir} away")
     return {**asdict(RunParams()), **_MISSING_MEANS, **saved}
 
-def _used_precision(run_dir) -> str | None:
-    "'bf16' or 'fp32': what a finished run's metrics.json says it trained in (None if unknown)."
-    try: amp = json.loads((Path(run_dir)/'metrics.json').read_text())['budget']['bf16_autocast']
-    except (OSError, ValueError, KeyError, TypeError): return None
-    return 'bf16' if amp else 'fp32'
-
 def params_diff(saved: dict, p: RunParams, run_dir=None) -> dict:
     """The identity parameters on which a saved run differs from `p`: {name: (saved, asked)}. A finished run saved with
     precision 'auto' matches an explicit 'fp32' or 'bf16' exactly when its metrics.json says it used that precision."""
     mine = p.identity()
     diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
     if 'precision' in diff and saved.get('precision') == 'auto' and run_dir is not None \
-            and _used_precision(run_dir) == p.precision:
+            and used_precision(run_dir) == p.precision:
         del diff['precision']
     return diff
 

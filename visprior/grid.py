@@ -9,14 +9,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .experiment import check_run_dir, make_params, params_diff, RunParams
-from .train import METHODS
+from .train import starts_from_ce
 from .utils import project_root, resolve_out_dir
 
 # %% auto #0
-__all__ = ['FROM_CE', 'read_grid', 'load_grid', 'run_dir_of', 'is_done', 'select', 'run_inputs', 'commit_run', 'run_grid', 'main']
+__all__ = ['read_grid', 'load_grid', 'run_dir_of', 'is_done', 'select', 'run_inputs', 'commit_run', 'run_grid', 'main']
 
 # %% ../nbs/08_grid.ipynb #4d8fcfe3
-FROM_CE = ('kd', 'crt', 'tau_norm', 'logit_adjust_posthoc', 'bs_head', 'weight_transfer', 'cov_transfer')  # start from the matching CE run
 _TOP = {'notebook', 'defaults', 'runs', 'description', 'notebook_params'}
 
 def _expand(block: dict) -> list[dict]:
@@ -62,12 +61,11 @@ def load_grid(path) -> tuple[Path, list[RunParams]]:
                                      + '-'.join(f'{k}{{{k}}}' for k in sorted(diff)) + '"')
                 continue
             seen[key] = (b, p); runs.append(p)
-    runs.sort(key=lambda p: p.method in FROM_CE)  # stable: CE runs (and everything else) first
+    runs.sort(key=lambda p: starts_from_ce(p.method))  # stable: CE runs (and everything else) first
     have = {run_dir_of(p) for p in runs}
     for p in runs:
-        if p.method not in FROM_CE: continue
-        keep = getattr(METHODS.get(p.method), 'base_keeps_init', False)  # second stages: the CE run of the same init
-        ce = RunParams(**{**asdict(p), 'method': 'ce', 'init': p.init if keep else 'scratch', 'similarity': 'la', 'spread': 'similar'})
+        ce = p.base_ce()
+        if ce is None: continue
         k = run_dir_of(ce)
         if k not in have and not (k/'metrics.json').exists():
             raise ValueError(f"grid file {path}: {p.name} starts from the CE run {ce.name} in {k.parent}, which is neither "

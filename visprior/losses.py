@@ -22,9 +22,9 @@ from .utils import load_torch
 
 # %% auto #0
 __all__ = ['TAU_GRID', 'log_prior', 'cb_weights', 'focal_loss', 'ldam_margins', 'ldam_loss', 'drw_epoch', 'logit_adjusted_ce',
-           'kd_loss', 'Focal', 'ClassBalanced', 'LabelSmoothing', 'LogitAdjust', 'LDAMDRW', 'CEDRW', 'KD',
-           'LogitAdjustPostHoc', 'tau_normalize', 'select_tau', 'CRT', 'TauNorm', 'KNN', 'soft_ce_weighted',
-           'balanced_space_targets', 'PriorLogitAdjust', 'PriorLogitAdjustNaive', 'PriorDRW']
+           'kd_loss', 'Focal', 'ClassBalanced', 'LabelSmoothing', 'LogitAdjust', 'LDAMDRW', 'CEDRW', 'used_precision',
+           'check_ce_run', 'KD', 'LogitAdjustPostHoc', 'tau_normalize', 'select_tau', 'CRT', 'TauNorm', 'KNN',
+           'soft_ce_weighted', 'balanced_space_targets', 'PriorLogitAdjust', 'PriorLogitAdjustNaive', 'PriorDRW']
 
 # %% ../nbs/04_losses.ipynb #542a8c80
 def log_prior(counts) -> torch.Tensor:
@@ -123,20 +123,36 @@ class CEDRW(Method):
 
 # %% ../nbs/04_losses.ipynb #fd79691b
 _MATCH = ('dataset', 'imb', 'imb_type', 'subset_seed', 'seed', 'model', 'epochs', 'schedule', 'batch_size', 'lr',
-          'weight_decay', 'val_per_class')
+          'momentum', 'weight_decay', 'warmup_epochs', 'val_per_class', 'init', 'precision')
+
+def used_precision(run_dir) -> str | None:
+    "'bf16' or 'fp32': what a finished run's metrics.json says it trained in (None if unknown)."
+    try: amp = json.loads((Path(run_dir)/'metrics.json').read_text())['budget']['bf16_autocast']
+    except (OSError, ValueError, KeyError, TypeError): return None
+    return 'bf16' if amp else 'fp32'
+
+def check_ce_run(method, ce_run, run_params=None) -> Path:
+    """The finished CE run that `method` starts from, checked against this run's parameters on `_MATCH` (init included:
+    from the LA backbone, the base is the LA-initialised CE run). A CE run saved with precision 'auto' matches the
+    precision its metrics.json records."""
+    ce = Path(ce_run) if ce_run else None
+    if ce is None or not (ce/'metrics.json').exists():
+        raise FileNotFoundError(f"method {method!r} starts from the finished CE run {ce_run}, which does not exist yet: "
+                                "run method='ce' with the same parameters (init included) and out_dir first")
+    if run_params:
+        saved = json.loads((ce/'params.json').read_text())
+        bad = {k: (saved[k], run_params.get(k)) for k in _MATCH if k in saved and saved[k] != run_params.get(k)}
+        if 'precision' in bad and saved['precision'] == 'auto' and used_precision(ce) == run_params.get('precision'):
+            del bad['precision']
+        if bad: raise ValueError(f"the CE run {ce} differs from this run in {bad} (CE run, this run)")
+    return ce
 
 class _FromCE(Method):
-    "A method that needs the finished CE run of the same subset, seed and budget."
+    "A method that needs the finished CE run of the same subset, seed, budget and init."
+    starts_from_ce = True
     def __init__(self, split=None, ce_run=None, run_params=None, **hparams):
         super().__init__(split, **hparams)
-        self.ce_run = Path(ce_run) if ce_run else None
-        if self.ce_run is None or not (self.ce_run/'metrics.json').exists():
-            raise FileNotFoundError(f"method {self.name!r} starts from the finished CE run {ce_run}, which does not "
-                                    "exist yet: run method='ce' with the same parameters and out_dir first")
-        if run_params:
-            saved = json.loads((self.ce_run/'params.json').read_text())
-            bad = {k: (saved[k], run_params.get(k)) for k in _MATCH if k in saved and saved[k] != run_params.get(k)}
-            if bad: raise ValueError(f"the CE run {self.ce_run} differs from this run in {bad} (CE run, this run)")
+        self.ce_run = check_ce_run(self.name, ce_run, run_params)
     def ce_state(self) -> dict:
         return load_torch(self.ce_run/'model.pt', 'the CE run\'s weights')
     def extra_metrics(self) -> dict: return dict(ce_run=str(self.ce_run))

@@ -18,9 +18,9 @@ from .metrics import evaluate, summarize
 from .utils import atomic_write, load_torch
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'METHODS', 'TrainConfig', 'lr_factor', 'Method', 'register_method', 'create_method', 'CE', 'pick_device',
-           'bf16_supported', 'resolve_precision', 'save_checkpoint', 'load_checkpoint', 'make_optimizer', 'train_epoch',
-           'check_finite', 'check_finite_model', 'val_scores', 'epoch_line', 'fit']
+__all__ = ['SCHEDULES', 'METHODS', 'TrainConfig', 'lr_factor', 'Method', 'register_method', 'create_method', 'starts_from_ce',
+           'CE', 'pick_device', 'bf16_supported', 'resolve_precision', 'save_checkpoint', 'load_checkpoint',
+           'make_optimizer', 'train_epoch', 'check_finite', 'check_finite_model', 'val_scores', 'epoch_line', 'fit']
 
 # %% ../nbs/05_train.ipynb #e7d35e36
 SCHEDULES = ('step', 'cosine')
@@ -94,6 +94,10 @@ def create_method(name, split=None, **hparams) -> Method:
     "Build a registered method."
     if name not in METHODS: raise ValueError(f"method={name!r} is unknown; valid: {', '.join(map(repr, METHODS))}")
     return METHODS[name](split, **hparams)
+
+def starts_from_ce(name) -> bool:
+    "Whether method `name` starts from a finished CE run of the same parameters (cRT, KD, the second stages)."
+    return getattr(METHODS.get(name), 'starts_from_ce', False)
 
 @register_method('ce')
 class CE(Method):

@@ -13,16 +13,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import DeviceLoader, LTSplit
-from .losses import _MATCH, log_prior
+from .losses import check_ce_run, log_prior
 from .metrics import evaluate, per_class_accuracy, summarize
 from .prior import _PriorBase
-from .train import register_method
+from .train import METHODS, register_method
 from .utils import atomic_write, load_torch
 
 # %% auto #0
-__all__ = ['SPREADS', 'HEAD_WD_GRID', 'STRENGTH_GRIDS', 'FEATURE_CACHE', 'excess_similarity', 'fit_head',
-           'weight_transfer_penalty', 'class_covariances', 'borrowed_covariance', 'augmented_logits', 'frozen_features',
-           'balanced_accuracy', 'BSHead', 'WeightTransfer', 'CovTransfer']
+__all__ = ['SPREADS', 'HEAD_WD_GRID', 'STRENGTH_GRIDS', 'FEATURE_CACHE', 'STAGE2', 'excess_similarity', 'fit_head',
+           'weight_transfer_penalty', 'class_covariances', 'borrowed_covariance', 'augmented_logits', 'gated_logits',
+           'frozen_features', 'balanced_accuracy', 'BSHead', 'WeightTransfer', 'CovTransfer', 'NegGate']
 
 # %% ../nbs/04b_transfer.ipynb #59b93353
 SPREADS = ('similar', 'flat')
@@ -92,11 +92,16 @@ def augmented_logits(W, z, y, cov, beta) -> torch.Tensor:
     Q = torch.einsum('yjd,yde,yje->yj', D, cov.to(W.dtype), D)  # C x C: one quadratic form per (label, class)
     return z + beta / 2 * Q[y]
 
+# %% ../nbs/04b_transfer.ipynb #62aeaffe
+def gated_logits(z, y, A, strength) -> torch.Tensor:
+    "z_j - strength * A[j, y]: the logits whose CE is Seesaw's form with the gate G_yj = exp(-strength * A[j, y])."
+    return z - strength * torch.as_tensor(A).to(z.dtype).T[y]
+
 # %% ../nbs/04b_transfer.ipynb #59cc5f7a
 HEAD_WD_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 STRENGTH_GRIDS = {  # each includes 0: the strength-0 head competes on validation
                  'bs_head': (0.0,), 'weight_transfer': (0.0, 0.1, 0.3, 1.0),
-                  'cov_transfer': (0.0, 0.1, 0.3, 1.0, 3.0)}
+                  'cov_transfer': (0.0, 0.1, 0.3, 1.0, 3.0), 'neg_gate': (0.0, 1.0, 3.0, 10.0, 30.0)}
 FEATURE_CACHE = Path('~/.cache/visprior/features').expanduser()
 
 def _sha1_file(path) -> str:
@@ -122,19 +127,11 @@ def balanced_accuracy(logits, y, num_classes) -> float:
 # %% ../nbs/04b_transfer.ipynb #57088331
 class _Stage2(_PriorBase):
     "Re-fit the CE run's classifier on its frozen features with the logit-adjusted loss, plus a transfer term."
-    base_keeps_init = True   # with init='ssl' the base is the LA-initialised CE run
+    starts_from_ce = True    # the finished CE run of the same parameters (init included: with 'ssl', the LA-initialised one)
     similarity_in_name = True
 
     def __init__(self, split: LTSplit = None, ce_run=None, run_params=None, spread='similar', T=0.1, **kw):
-        self.ce_run = Path(ce_run) if ce_run else None
-        if self.ce_run is None or not (self.ce_run/'metrics.json').exists():
-            raise FileNotFoundError(f"method {self.name!r} starts from the finished CE run {ce_run}, which does not "
-                                    "exist yet: run method='ce' with the same parameters (init included) first")
-        if run_params:
-            saved = json.loads((self.ce_run/'params.json').read_text())
-            keys = (*_MATCH, 'init', 'momentum', 'warmup_epochs')
-            bad = {k: (saved.get(k), run_params.get(k)) for k in keys if k in saved and saved[k] != run_params.get(k)}
-            if bad: raise ValueError(f"the CE run {self.ce_run} differs from this run in {bad} (CE run, this run)")
+        self.ce_run = check_ce_run(self.name, ce_run, run_params)
         if getattr(split, 'x_train', None) is None:
             raise ValueError(f"method {self.name!r} needs the images in memory (CIFAR-LT); {split.name} reads JPEGs from disk")
         if split.y_val is None or not len(split.y_val):
@@ -243,3 +240,12 @@ class CovTransfer(_Stage2):
         cov = borrowed_covariance(self.A, class_covariances(X, y, self.split.num_classes))
         W, b, _ = fit_head(X, y, lp, wd, logits_fn=lambda W, z: augmented_logits(W, z, y, cov, strength))
         return W, b
+
+@register_method('neg_gate')
+class NegGate(_Stage2):
+    "(a): a head image pushes a look-alike tail class down less: CE of z_j - strength * A[j, y] (Seesaw's gate form)."
+    def strength_fit(self, X, y, lp, wd, W0, strength):
+        W, b, _ = fit_head(X, y, lp, wd, logits_fn=lambda W, z: gated_logits(z, y, self.A, strength))
+        return W, b
+
+STAGE2 = tuple(n for n, c in METHODS.items() if issubclass(c, _Stage2))  # CIFAR only: every image's features in memory
