@@ -16,7 +16,7 @@ from .models import MODELS, create_model
 from .train import METHODS, TrainConfig, create_method, fit, pick_device, resolve_precision, starts_from_ce
 from .prior import load_la_backbone, run_la  # also registers the prior methods
 from .similarity import ORACLES, SOURCES
-from .losses import used_precision  # also registers the long-tailed baselines and the prior's compositions
+from .losses import precision_matches  # also registers the long-tailed baselines and the prior's compositions
 import visprior.transfer  # registers the second-stage heads on frozen features (bs_head, weight_transfer, cov_transfer, neg_gate)
 from .utils import (atomic_write, env_info, folder_lock, git_info, nbdev_testing, resolve_out_dir,
                             save_figure, write_csv, write_json)
@@ -117,7 +117,8 @@ class RunParams:
              "prior_instance's targets are LA nearest neighbours, so it takes only 'la'")
         need(self.spread in visprior.transfer.SPREADS, 'spread', f'valid: {visprior.transfer.SPREADS}')
         need(self.spread == 'similar' or getattr(METHODS.get(self.method), 'similarity_in_name', False), 'spread',
-             "only weight_transfer, cov_transfer and neg_gate borrow from other classes; the other methods take 'similar'")
+             f"only {', '.join(m for m, c in METHODS.items() if getattr(c, 'similarity_in_name', False))} borrow from other "
+             "classes; the other methods take 'similar'")
         need(isint(self.epochs) and self.epochs >= 1, 'epochs', 'must be an integer >= 1')
         need(isnum(self.tau) and self.tau >= 0, 'tau', 'must be >= 0')
         need(isnum(self.focal_gamma) and self.focal_gamma >= 0, 'focal_gamma', 'must be >= 0')
@@ -241,9 +242,7 @@ def params_diff(saved: dict, p: RunParams, run_dir=None) -> dict:
     precision 'auto' matches an explicit 'fp32' or 'bf16' exactly when its metrics.json says it used that precision."""
     mine = p.identity()
     diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
-    if 'precision' in diff and saved.get('precision') == 'auto' and run_dir is not None \
-            and used_precision(run_dir) == p.precision:
-        del diff['precision']
+    if 'precision' in diff and precision_matches(saved.get('precision'), p.precision, run_dir): del diff['precision']
     return diff
 
 def check_run_dir(p: RunParams) -> tuple[Path, str]:

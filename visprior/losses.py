@@ -23,8 +23,9 @@ from .utils import load_torch
 # %% auto #0
 __all__ = ['TAU_GRID', 'log_prior', 'cb_weights', 'focal_loss', 'ldam_margins', 'ldam_loss', 'drw_epoch', 'logit_adjusted_ce',
            'kd_loss', 'Focal', 'ClassBalanced', 'LabelSmoothing', 'LogitAdjust', 'LDAMDRW', 'CEDRW', 'used_precision',
-           'check_ce_run', 'KD', 'LogitAdjustPostHoc', 'tau_normalize', 'select_tau', 'CRT', 'TauNorm', 'KNN',
-           'soft_ce_weighted', 'balanced_space_targets', 'PriorLogitAdjust', 'PriorLogitAdjustNaive', 'PriorDRW']
+           'precision_matches', 'check_ce_run', 'KD', 'LogitAdjustPostHoc', 'tau_normalize', 'select_tau', 'CRT',
+           'TauNorm', 'KNN', 'soft_ce_weighted', 'balanced_space_targets', 'PriorLogitAdjust', 'PriorLogitAdjustNaive',
+           'PriorDRW']
 
 # %% ../nbs/04_losses.ipynb #542a8c80
 def log_prior(counts) -> torch.Tensor:
@@ -131,6 +132,10 @@ def used_precision(run_dir) -> str | None:
     except (OSError, ValueError, KeyError, TypeError): return None
     return 'bf16' if amp else 'fp32'
 
+def precision_matches(saved, asked, run_dir) -> bool:
+    "A saved precision matches the asked one if equal, or if saved as 'auto' and the finished run used the asked one."
+    return saved == asked or (saved == 'auto' and run_dir is not None and used_precision(run_dir) == asked)
+
 def check_ce_run(method, ce_run, run_params=None) -> Path:
     """The finished CE run that `method` starts from, checked against this run's parameters on `_MATCH` (init included:
     from the LA backbone, the base is the LA-initialised CE run). A CE run saved with precision 'auto' matches the
@@ -142,8 +147,7 @@ def check_ce_run(method, ce_run, run_params=None) -> Path:
     if run_params:
         saved = json.loads((ce/'params.json').read_text())
         bad = {k: (saved[k], run_params.get(k)) for k in _MATCH if k in saved and saved[k] != run_params.get(k)}
-        if 'precision' in bad and saved['precision'] == 'auto' and used_precision(ce) == run_params.get('precision'):
-            del bad['precision']
+        if 'precision' in bad and precision_matches(saved['precision'], run_params.get('precision'), ce): del bad['precision']
         if bad: raise ValueError(f"the CE run {ce} differs from this run in {bad} (CE run, this run)")
     return ce
 

@@ -245,7 +245,8 @@ class CovTransfer(_Stage2):
 class NegGate(_Stage2):
     "(a): a head image pushes a look-alike tail class down less: CE of z_j - strength * A[j, y] (Seesaw's gate form)."
     def strength_fit(self, X, y, lp, wd, W0, strength):
-        W, b, _ = fit_head(X, y, lp, wd, logits_fn=lambda W, z: gated_logits(z, y, self.A, strength))
+        off = gated_logits(torch.zeros(len(y), len(lp), dtype=torch.float64), y, self.A, strength)  # once, not per step
+        W, b, _ = fit_head(X, y, lp, wd, logits_fn=lambda W, z: z + off)
         return W, b
 
 STAGE2 = tuple(n for n, c in METHODS.items() if issubclass(c, _Stage2))  # CIFAR only: every image's features in memory
