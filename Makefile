@@ -1,5 +1,5 @@
 # Small conveniences; the README's commands work without make.
-.PHONY: test export bench cpu30 la-budget la prior grid sweep sources transfer paper grid-paper200
+.PHONY: test export bench cpu30 la-budget la prior grid sweep sources transfer lainit paper grid-paper200
 
 test:        ## notebooks' checks, then the pytest suite
 	nbdev_test && pytest -q tests
@@ -22,13 +22,17 @@ grid-paper200: ## the 200-epoch paper budget, for GPUs
 sources:     ## issue 15's grid: similarity sources, controls and oracles, paired with CE (fp32, this machine)
 	python -m visprior.grid nbs/grids/sources30.toml $(GRIDFLAGS)
 
-transfer:    ## issue 16's second stages (b) and (c) on the frozen features of the sources30 CE runs, with controls
+transfer:    ## issue 16's second stages (a), (b) and (c) on the frozen features of the sources30 CE runs, with controls
 	python -m visprior.grid nbs/grids/transfer30.toml $(GRIDFLAGS)
+
+lainit:      ## issue 17's grid: balancing methods from the LA backbone, paired by seed with the same from scratch
+	python -m visprior.grid nbs/grids/lainit30.toml $(GRIDFLAGS)
 
 paper:       ## every table and figure in results/tables and results/figures, from the saved runs only
 	papermill nbs/paper.ipynb out-paper.ipynb
 	papermill nbs/sources.ipynb out-sources.ipynb
 	papermill nbs/transfer.ipynb out-transfer.ipynb
+	papermill nbs/lainit.ipynb out-lainit.ipynb
 
 cpu30:       ## the CPU-budget CE run on CIFAR-100-LT (rho=100, seed 0): 30 epochs, cosine
 	python -m visprior.grid nbs/grids/cpu30.toml --only imb=100 --only seed=0 --only init=scratch --only method=ce
