@@ -38,3 +38,15 @@ def test_run_notebook_declares_its_parameters_parseably():
     declared = set(pm.inspect_notebook(str(nb)))
     # image_size and workers are iNaturalist's (run_inat.ipynb); every CIFAR parameter is declared
     assert {f.name for f in fields(RunParams)} - declared == {'image_size', 'workers'}
+
+
+def test_lainit30_pairs_every_la_row_with_the_same_run_from_scratch():
+    "Issue 17 compares like with like: each init='ssl' run has a from-scratch run that differs only in init."
+    from dataclasses import asdict
+    _, runs = load_grid(Path(__file__).parents[1]/'nbs'/'grids'/'lainit30.toml')
+    key = lambda p: tuple(sorted((k, str(v)) for k, v in asdict(p).items() if k not in ('init', 'out_dir')))
+    scratch = {key(p) for p in runs if p.init == 'scratch'}
+    la = [p for p in runs if p.init == 'ssl']
+    assert la and {p.method for p in la} >= {'logit_adjust', 'ldam_drw', 'crt'}
+    assert not [p.name for p in la if key(p) not in scratch], 'an LA-initialised run without its from-scratch pair'
+    assert {p.precision for p in runs} == {'fp32'} and {p.epochs for p in runs} == {30}
