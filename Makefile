@@ -1,5 +1,5 @@
 # Small conveniences; the README's commands work without make.
-.PHONY: test export bench cpu30 la-budget la prior grid sweep sources transfer lainit paper grid-paper200
+.PHONY: test export bench cpu30 la-budget la prior grid sweep sources transfer lainit h4 paper grid-paper200
 
 test:        ## notebooks' checks, then the pytest suite
 	nbdev_test && pytest -q tests
@@ -27,6 +27,9 @@ transfer:    ## issue 16's second stages (a), (b) and (c) on the frozen features
 
 lainit:      ## issue 17's grid: balancing methods from the LA backbone, paired by seed with the same from scratch
 	python -m visprior.grid nbs/grids/lainit30.toml $(GRIDFLAGS)
+
+h4:          ## issue 17's H4 grid: logit adjustment from LA backbones of 12 / 50 / 100 LA epochs (after lainit)
+	python -m visprior.grid nbs/grids/h4.toml $(GRIDFLAGS)
 
 paper:       ## every table and figure in results/tables and results/figures, from the saved runs only
 	papermill nbs/paper.ipynb out-paper.ipynb

@@ -50,3 +50,16 @@ def test_lainit30_pairs_every_la_row_with_the_same_run_from_scratch():
     assert la and {p.method for p in la} >= {'logit_adjust', 'ldam_drw', 'crt'}
     assert not [p.name for p in la if key(p) not in scratch], 'an LA-initialised run without its from-scratch pair'
     assert {p.precision for p in runs} == {'fp32'} and {p.epochs for p in runs} == {30}
+
+def test_h4_pairs_every_la_budget_with_lainit30s_run_from_scratch():
+    "H4's points differ from lainit30's from-scratch logit adjustment only in init and the LA budget, and keep apart."
+    from dataclasses import asdict
+    root = Path(__file__).parents[1]/'nbs'/'grids'
+    _, h4 = load_grid(root/'h4.toml')
+    _, lainit = load_grid(root/'lainit30.toml')
+    key = lambda p: tuple(sorted((k, str(v)) for k, v in asdict(p).items() if k not in ('init', 'out_dir', 'la_epochs')))
+    scratch = {key(p) for p in lainit if p.init == 'scratch'}
+    assert h4 and {p.init for p in h4} == {'ssl'} and {p.method for p in h4} == {'logit_adjust'}
+    assert not [p.name for p in h4 if key(p) not in scratch], 'an H4 point without its from-scratch pair'
+    assert 200 not in {p.la_epochs for p in h4}, "the 200-epoch point is lainit30's; a second copy would be re-trained"
+    assert len({p.run_dir() for p in h4}) == len(h4), 'two LA budgets would share a run folder'
