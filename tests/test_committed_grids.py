@@ -57,9 +57,13 @@ def test_h4_pairs_every_la_budget_with_lainit30s_run_from_scratch():
     root = Path(__file__).parents[1]/'nbs'/'grids'
     _, h4 = load_grid(root/'h4.toml')
     _, lainit = load_grid(root/'lainit30.toml')
-    key = lambda p: tuple(sorted((k, str(v)) for k, v in asdict(p).items() if k not in ('init', 'out_dir', 'la_epochs')))
+    key = lambda p: tuple(sorted((k, str(v)) for k, v in asdict(p).items()
+                                 if k not in ('init', 'out_dir', 'la_epochs', 'la_images')))
     scratch = {key(p) for p in lainit if p.init == 'scratch'}
     assert h4 and {p.init for p in h4} == {'ssl'} and {p.method for p in h4} == {'logit_adjust'}
     assert not [p.name for p in h4 if key(p) not in scratch], 'an H4 point without its from-scratch pair'
-    assert 200 not in {p.la_epochs for p in h4}, "the 200-epoch point is lainit30's; a second copy would be re-trained"
+    assert ('subset', 200) not in {(p.la_images, p.la_epochs) for p in h4}, "that point is lainit30's: it would train twice"
+    assert {p.la_images for p in h4} >= {'subset', 'subset25', 'subset50', 'balanced'}
+    for pts in ({(p.la_images, p.la_epochs) for p in h4 if p.seed == s} for s in (0, 1, 2)):  # every point at every seed
+        assert pts == {(p.la_images, p.la_epochs) for p in h4 if p.seed == 0}, pts
     assert len({p.run_dir() for p in h4}) == len(h4), 'two LA budgets would share a run folder'

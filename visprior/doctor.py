@@ -15,7 +15,7 @@ import visprior
 from .data import CIFAR_SPECS, load_cifar, lt_split, resolve_data_dir, synthetic_cifar
 from .experiment import RunParams, check_run_dir, load_metrics
 from .la import la_dir
-from .prior import la_config
+from .prior import la_config, la_images_split
 from .train import METHODS, bf16_supported, pick_device, resolve_precision
 from .utils import git_info, load_torch, project_root
 
@@ -115,7 +115,8 @@ def uses_la(p: RunParams) -> bool:
 def la_cache_dir(p: RunParams, split) -> Path:
     "The LA cache folder run `p` reads, built as `run_la` builds it."
     cfg = la_config(p.la_epochs, p.la_k, p.la_clusters, p.la_kmeans, model=p.model, image_size=p.image_size)
-    return la_dir(split, cfg, p.la_root)
+    la_split, images = la_images_split(split, p.la_images, p.data_dir)
+    return la_dir(la_split, cfg, p.la_root, images)
 
 def _duration(s) -> str: return f"~{s / 60:.0f} min" if s < 5400 else f"~{s / 3600:.1f} h"
 
@@ -131,7 +132,7 @@ def check_la_cache(p: RunParams, split=None) -> Check:
         try: done = int(load_torch(d/'ckpt.pt', 'LA checkpoint')['epoch']) + 1
         except Exception as e: return Check('FAIL', 'LA cache', str(e))
         what = f"{d} holds an unfinished LA run (checkpoint after epoch {done}/{n}): the run resumes it first"
-    per = LA_EPOCH_S * len(split.y_train) / LA_EPOCH_IMAGES
+    per = LA_EPOCH_S * len(la_images_split(split, p.la_images, p.data_dir)[0].y_train) / LA_EPOCH_IMAGES  # LA's images
     return Check('WARN', 'LA cache', f"{what}, {n - done} epochs, {_duration((n - done) * per)} on a 2-core CPU "
                  f"(estimate: ~{per:.0f} s per epoch, from {LA_EPOCH_S:g} s per epoch of {LA_EPOCH_IMAGES:,} images "
                  "measured on this project's 2-core CPU)")

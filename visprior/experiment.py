@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_experiment.ipynb #9525a3b1
 from __future__ import annotations
-import contextlib, json, math, os, re, time
+import contextlib, inspect, json, math, os, re, time
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import torch
 from .data import DATASETS, IMB_TYPES, DeviceLoader, cifar_lt, make_loaders, max_imb
 from .models import MODELS, create_model
 from .train import METHODS, TrainConfig, create_method, fit, pick_device, resolve_precision, starts_from_ce
-from .prior import load_la_backbone, run_la  # also registers the prior methods
+from .prior import LA_IMAGES_HELP, load_la_backbone, run_la  # also registers the prior methods
 from .similarity import ORACLES, SOURCES
 from .losses import precision_matches  # also registers the long-tailed baselines and the prior's compositions
 import visprior.transfer  # registers the second-stage heads on frozen features (bs_head, weight_transfer, cov_transfer, neg_gate)
@@ -23,15 +23,20 @@ from .utils import (atomic_write, env_info, folder_lock, git_info, nbdev_testing
 from .dist import barrier, is_dist, is_main, rank, world_size
 
 # %% auto #0
-__all__ = ['INITS', 'PRECISIONS', 'NOT_IDENTITY', 'RUN_DATASETS', 'TEST_CONFIG', 'GROUP_COLOURS', 'RunParams', 'make_params',
-           'params_from_namespace', 'notebook_params', 'plot_per_class', 'saved_params', 'params_diff', 'check_run_dir',
-           'load_metrics', 'load_split', 'build_loaders', 'run_experiment', 'check_finite_summary']
+__all__ = ['INITS', 'PRECISIONS', 'NOT_IDENTITY', 'RUN_DATASETS', 'TEST_CONFIG', 'GROUP_COLOURS', 'method_reads_la', 'RunParams',
+           'make_params', 'params_from_namespace', 'notebook_params', 'plot_per_class', 'saved_params', 'params_diff',
+           'check_run_dir', 'load_metrics', 'load_split', 'build_loaders', 'run_experiment', 'check_finite_summary']
 
 # %% ../nbs/06_experiment.ipynb #00b77961
 INITS = ('scratch', 'ssl')
 PRECISIONS = ('auto', 'fp32', 'bf16')  # auto: bf16 autocast where the device runs it natively, else fp32
 NOT_IDENTITY = ('data_dir', 'out_dir', 'device', 'compile', 'workers')  # where and how fast, not what, a run computes
 RUN_DATASETS = (*DATASETS, 'inat2018')  # 'inat2018' reads <data>/inat2018/ (official JSON or the LT lists)
+
+def method_reads_la(method: str) -> bool:
+    "Whether `method` builds on the LA embedding of the run's training images (its set-up takes `la_epochs`)."
+    inits = [c.__init__ for c in METHODS[method].__mro__ if '__init__' in vars(c)]
+    return any('la_epochs' in inspect.signature(f).parameters for f in inits)
 
 @dataclass
 class RunParams:
@@ -76,6 +81,8 @@ class RunParams:
     la_k: int = 1024               # LA background neighbours
     la_clusters: int = 200         # LA k-means clusters per clustering
     la_kmeans: int = 3             # LA clusterings H
+    la_images: str = 'subset'      # images LA trains on: 'subset' (the run's own), 'subsetP' (P% of each class's), or
+                                   # 'balanced' (the whole training set: MORE images); not 'subset' only with init='ssl'
     la_root: str = 'results/la'    # LA embedding cache (relative = to the project root)
     compile: bool = False          # torch.compile the training forward (GPUs, long runs)
     precision: str = 'auto'        # 'auto' (bf16 autocast where native, else fp32), 'fp32' or 'bf16': part of a run's identity
@@ -107,6 +114,13 @@ class RunParams:
         need(isint(self.subset_seed) and self.subset_seed >= 0, 'subset_seed', 'must be an integer >= 0')
         need(isint(self.val_per_class) and self.val_per_class >= 0, 'val_per_class', 'must be an integer >= 0')
         need(self.init in INITS, 'init', f'valid: {INITS}')
+        need(isinstance(self.la_images, str) and re.fullmatch(r'subset|subset[1-9][0-9]?|balanced', self.la_images) is not None,
+             'la_images', f'valid: {LA_IMAGES_HELP}')
+        if self.la_images != 'subset':  # other images can only make the backbone a run starts from
+            need(self.init == 'ssl', 'la_images', "it chooses the images of the LA backbone a run starts from, so it needs init='ssl'")
+            need(self.dataset in DATASETS, 'la_images', f'only CIFAR-LT runs (dataset in {DATASETS}) train LA on other images')
+            need(self.method not in METHODS or not method_reads_la(self.method), 'la_images',
+                 f"method {self.method!r} reads the LA embedding of the run's own training images, so it takes 'subset'")
         need(self.precision in PRECISIONS, 'precision', f'valid: {PRECISIONS}')
         isnum = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
         need(isnum(self.alpha) and 0 <= self.alpha <= 1, 'alpha', 'must be in [0, 1]')
@@ -309,9 +323,11 @@ def _train_run(p: RunParams, run_dir: Path, progress, stop_after) -> dict:
     torch.manual_seed(p.seed)
     method = create_method(p.method, split, progress=progress, **p.method_hparams())
     model = create_model(p.model, split.num_classes, **method.model_kwargs)
-    if p.init == 'ssl':
-        load_la_backbone(model, run_la(split, p.la_epochs, p.la_k, p.la_clusters, p.la_kmeans, p.la_root, device,
-                                       progress, p.model, p.image_size, p.workers))
+    init_la = None
+    if p.init == 'ssl':  # the LA run it starts from is recorded in metrics.json (init_la_dir) and committed with it
+        init_la = run_la(split, p.la_epochs, p.la_k, p.la_clusters, p.la_kmeans, p.la_root, device, progress, p.model,
+                         p.image_size, p.workers, la_images=p.la_images, data_dir=p.data_dir)
+        load_la_backbone(model, init_la)
     model = model.to(device)
     tr, te, va = build_loaders(p, split, method, device)
     if is_main(): write_json(run_dir/'params.json', asdict(p))  # only now: a run that failed to start blocks nothing
@@ -322,7 +338,8 @@ def _train_run(p: RunParams, run_dir: Path, progress, stop_after) -> dict:
     if len(history) < max(cfg.epochs, 1): return dict(incomplete=True, epochs_done=len(history), run_dir=str(run_dir))
     check_finite_summary(summ, history, run_dir)
     if not is_main(): barrier(); return dict(rank=rank(), top1=summ['top1'])  # rank 0 writes the folder
-    out = _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, time.time() - t0, git, cfg)
+    out = _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, time.time() - t0, git, cfg,
+                    None if init_la is None else init_la['dir'])
     barrier()
     return out
 
@@ -338,7 +355,7 @@ def check_finite_summary(summ: dict, history: list, run_dir=None):
 
 
 # %% ../nbs/06_experiment.ipynb #c1fe2a9f
-def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, process_time, git, cfg):
+def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, process_time, git, cfg, init_la_dir=None):
     write_csv(run_dir/'history.csv', history)
     evald = [r for r in history if 'top1' in r]
     best = max(evald, key=lambda r: r['top1'])
@@ -369,6 +386,7 @@ def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device
              f"few {summ['few']:.1f}), {p.epochs} ep")
     save_figure(plot_per_class(summ['per_class'], split.counts, split.groups, title), run_dir/'per_class_accuracy.png')
     metrics.update(method.extra_metrics())
+    if init_la_dir is not None: metrics['init_la_dir'] = str(init_la_dir)  # the LA backbone it started from
     method.save_artifacts(run_dir, probs)
     write_json(run_dir/'metrics.json', metrics)  # last: marks the run complete
     (run_dir/'ckpt.pt').unlink(missing_ok=True)  # only needed to resume; model.pt keeps the weights

@@ -108,10 +108,10 @@ def select(runs, only=()) -> list:
     return runs
 
 def run_inputs(run_dir) -> list:
-    "The folders a finished run read its inputs from besides the data: its LA run and its oracle (from metrics.json)."
+    "The folders a finished run read its inputs from besides the data: its LA runs (similarity, initialisation) and its oracle."
     try: m = json.loads((Path(run_dir)/'metrics.json').read_text())
     except (OSError, ValueError): return []
-    return [Path(m[k]) for k in ('la_dir', 'oracle_dir') if m.get(k)]
+    return [Path(m[k]) for k in ('la_dir', 'init_la_dir', 'oracle_dir') if m.get(k)]
 
 def commit_run(run_dir, message, log=print, root=None) -> bool:
     """git-commit one finished run folder together with the LA folder it used, if that lives in the repo and has

@@ -348,29 +348,31 @@ def fit_la(split: LTSplit, cfg: LAConfig, device='cpu', ckpt_path=None, stop_aft
     return tr
 
 # %% ../nbs/02_la.ipynb #953c3bf3
-def la_dir(split: LTSplit, cfg: LAConfig, root='results/la') -> Path:
-    "The cache folder of an LA run."
+def la_dir(split: LTSplit, cfg: LAConfig, root='results/la', images='subset') -> Path:
+    """The cache folder of an LA run. `images` tags a run that saw only part of the subset's training images (e.g.
+    'subset25', see `visprior.prior.la_images_split`): 'subset', every one of them, adds no tag."""
     tag = '' if split.imb_type == 'exp' else f'-{split.imb_type}'
-    return resolve_out_dir(root)/f"{split.name}-lt{split.imb:g}{tag}-ss{split.subset_seed}-la{cfg.key()}"
+    img = '' if images == 'subset' else f'-{images}'
+    return resolve_out_dir(root)/f"{split.name}-lt{split.imb:g}{tag}-ss{split.subset_seed}{img}-la{cfg.key()}"
 
 def _load_la(d: Path) -> dict:
     return dict(emb=torch.from_numpy(np.load(d/'embedding.npy')), dir=d, model=d/'model.pt',
                 metrics=json.loads((d/'metrics.json').read_text()))
 
 def la_embedding(split: LTSplit, cfg: LAConfig, root='results/la', device='auto', progress=True,
-                 stop_after=None, loaders=None, workers=4) -> dict | None:
+                 stop_after=None, loaders=None, workers=4, images='subset') -> dict | None:
     "The cached LA embedding of `split`'s training images, training LA first if needed (None if stopped early)."
-    d = la_dir(split, cfg, root)
+    d = la_dir(split, cfg, root, images)
     if (d/'embedding.npy').exists(): return _load_la(d)
     with folder_lock(d, 'LA') if is_main() else contextlib.nullcontext():  # one process trains a cache folder
         if (d/'embedding.npy').exists(): return _load_la(d)  # another process finished it while we waited
-        return _train_la(d, split, cfg, device, progress, stop_after, loaders, workers)
+        return _train_la(d, split, cfg, device, progress, stop_after, loaders, workers, images)
 
-def _train_la(d, split, cfg, device, progress, stop_after, loaders, workers):
+def _train_la(d, split, cfg, device, progress, stop_after, loaders, workers, images='subset'):
     git, t0 = git_info(), time.time()
     if is_main():
         write_json(d/'la_config.json', dict(asdict(cfg), dataset=split.name, imb=split.imb, imb_type=split.imb_type,
-                                            subset_seed=split.subset_seed, n_train=len(split.y_train)))
+                                            subset_seed=split.subset_seed, n_train=len(split.y_train), images=images))
     tr = fit_la(split, cfg, pick_device(device), d/'ckpt.pt', stop_after, progress, loaders, workers)
     if len(tr.history) < cfg.epochs: return None
     emb = embed_images(tr.model, tr.plain, tr.amp).cpu()  # every rank takes part under DDP; rank 0 writes

@@ -4,14 +4,15 @@
 
 # %% ../nbs/03_prior.ipynb #d7c4cc34
 from __future__ import annotations
-import json, math
+import json, math, re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import DeviceLoader, LTSplit, load_cifar
+from .data import DeviceLoader, LTSplit, cifar_lt, load_cifar
 from .la import LAConfig, class_similarity, embed_images, knn, knn_predict, la_embedding, superclass_agreement
 from .models import create_model
 from .metrics import summarize
@@ -21,8 +22,9 @@ from .train import Method, pick_device, register_method
 from .utils import atomic_write, load_torch, resolve_out_dir, save_figure
 
 # %% auto #0
-__all__ = ['prior_alpha', 'soft_targets', 'soft_ce', 'instance_targets', 'la_config', 'run_la', 'load_la_backbone', 'Prior',
-           'PriorInstance', 'plot_similarity', 'plot_soft_predictions', 'load_la_network', 'la_knn_summary']
+__all__ = ['LA_IMAGES_HELP', 'prior_alpha', 'soft_targets', 'soft_ce', 'instance_targets', 'la_config', 'run_la',
+           'load_la_backbone', 'la_images_split', 'Prior', 'PriorInstance', 'plot_similarity', 'plot_soft_predictions',
+           'load_la_network', 'la_knn_summary']
 
 # %% ../nbs/03_prior.ipynb #a16618e2
 def prior_alpha(counts, alpha=0.1, alpha_power=0.0) -> torch.Tensor:
@@ -64,10 +66,11 @@ def la_config(la_epochs=200, la_k=1024, la_clusters=200, la_kmeans=3, seed=0, mo
                     ir_epochs=min(10, max(la_epochs // 10, 1)) if la_epochs < 100 else 10)
 
 def run_la(split, la_epochs=200, la_k=1024, la_clusters=200, la_kmeans=3, la_root='results/la', device='auto',
-           progress=True, model='resnet32', image_size=224, workers=4) -> dict:
+           progress=True, model='resnet32', image_size=224, workers=4, la_images='subset', data_dir=None) -> dict:
     "The cached LA embedding that a run's `la_*` parameters name (LA is trained first if it is not cached)."
     cfg = la_config(la_epochs, la_k, la_clusters, la_kmeans, model=model, image_size=image_size)
-    return la_embedding(split, cfg, la_root, device, progress, workers=workers)
+    la_split, images = la_images_split(split, la_images, data_dir)
+    return la_embedding(la_split, cfg, la_root, device, progress, workers=workers, images=images)
 
 def load_la_backbone(model, la: dict):
     "Copy the LA network's backbone into `model` (not its projection head or classifier)."
@@ -77,6 +80,28 @@ def load_la_backbone(model, la: dict):
     bad = [k for k in missing if not k.startswith(('proj.', 'classifier.'))]
     if bad or unexpected: raise ValueError(f"LA weights do not fit this model: missing {bad}, unexpected {unexpected}")
     return model
+
+# %% ../nbs/03_prior.ipynb #0e4f5a52
+LA_IMAGES_HELP = ("'subset' (the run's training images), 'subsetP' with P in 1..99 (that percentage of each class's "
+                  "training images, nested in P), or 'balanced' (the dataset's whole training set)")
+
+def la_images_split(split: LTSplit, la_images='subset', data_dir=None) -> tuple[LTSplit, str]:
+    "The images LA trains on for a run's `la_images` (as an LTSplit), and the tag its cache folder carries."
+    if la_images == 'subset': return split, 'subset'
+    if la_images == 'balanced': return cifar_lt(split.name, 1, 'exp', 0, data_dir), 'subset'  # the rho = 1 LA folder
+    m = re.fullmatch(r'subset([1-9][0-9]?)', la_images) if isinstance(la_images, str) else None
+    if m is None: raise ValueError(f"la_images={la_images!r} is invalid: valid {LA_IMAGES_HELP}")
+    if getattr(split, 'x_train', None) is None:
+        raise ValueError(f"la_images={la_images!r} needs the images in memory (CIFAR-LT); {split.name} reads JPEGs from disk")
+    pct, keep = int(m[1]), []
+    for c in range(split.num_classes):
+        idx = np.flatnonzero(split.y_train == c)
+        order = np.random.default_rng([split.subset_seed, c]).permutation(len(idx))  # one order per class: nested in P
+        keep.append(idx[order[:max(1, round(pct * len(idx) / 100))]] if len(idx) else idx)
+    keep = np.sort(np.concatenate(keep))
+    return replace(split, x_train=split.x_train[keep], y_train=split.y_train[keep], train_idx=split.train_idx[keep],
+                   coarse_train=None if split.coarse_train is None else split.coarse_train[keep],
+                   counts=np.bincount(split.y_train[keep], minlength=split.num_classes)), la_images
 
 # %% ../nbs/03_prior.ipynb #99e8eced
 class _PriorBase(Method):
