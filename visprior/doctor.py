@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_doctor.ipynb #a7b4684e
 from __future__ import annotations
-import argparse, importlib, inspect, os, platform, sys
+import argparse, importlib, os, platform, sys
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,7 +13,7 @@ import torch
 
 import visprior
 from .data import CIFAR_SPECS, load_cifar, lt_split, resolve_data_dir, synthetic_cifar
-from .experiment import RunParams, check_run_dir, load_metrics
+from .experiment import RunParams, check_run_dir, load_metrics, method_reads_la
 from .la import la_dir
 from .prior import la_config, la_images_split
 from .train import METHODS, bf16_supported, pick_device, resolve_precision
@@ -109,8 +109,7 @@ LA_EPOCH_S, LA_EPOCH_IMAGES = 13.0, 10_847  # seconds per LA epoch on this proje
 
 def uses_la(p: RunParams) -> bool:
     "Whether run `p` needs the LA embedding: its method takes `la_epochs`, or it starts from LA (init='ssl')."
-    inits = [c.__init__ for c in METHODS[p.method].__mro__ if '__init__' in vars(c)]
-    return p.init == 'ssl' or any('la_epochs' in inspect.signature(f).parameters for f in inits)
+    return p.init == 'ssl' or method_reads_la(p.method)
 
 def la_cache_dir(p: RunParams, split) -> Path:
     "The LA cache folder run `p` reads, built as `run_la` builds it."
