@@ -67,3 +67,16 @@ def test_h4_pairs_every_la_budget_with_lainit30s_run_from_scratch():
     for pts in ({(p.la_images, p.la_epochs) for p in h4 if p.seed == s} for s in (0, 1, 2)):  # every point at every seed
         assert pts == {(p.la_images, p.la_epochs) for p in h4 if p.seed == 0}, pts
     assert len({p.run_dir() for p in h4}) == len(h4), 'two LA budgets would share a run folder'
+
+
+def test_every_committed_run_folder_is_named_by_a_committed_grid():
+    """A grid entry that leaves a parameter to RunParams' default changes its folder when that default changes (as
+    init did, 'scratch' -> 'ssl'): its finished runs would be orphaned and silently trained again under a new name.
+    So every committed run folder must be some grid entry's folder; the one hand-made rerun is listed by name."""
+    root = Path(__file__).parents[1]
+    named = {p.run_dir().resolve() for g in GRIDS for p in load_grid(g)[1]}
+    hand_made = {(root/'results/runs/repro/cifar100-lt1-ce-s0').resolve()}  # results/README.md: a reproducibility rerun
+    committed = {f.parent.resolve() for f in (root/'results'/'runs').rglob('metrics.json')}
+    assert committed, 'no committed run folder found'
+    orphans = sorted(str(d.relative_to(root)) for d in committed - named - hand_made)
+    assert not orphans, f'run folders no committed grid names (a default changed under a grid entry?): {orphans}'

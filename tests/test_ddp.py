@@ -34,7 +34,7 @@ def fixture(tmp_path_factory):
 def train_args(fixture, out, epochs=1, lr=0.001):
     return ['-m', 'visprior.cli', '--dataset', 'inat2018', '--data_dir', fixture, '--model', 'resnet50_tiny',
             '--image_size', 64, '--workers', 0, '--epochs', epochs, '--batch_size', 16, '--warmup_epochs', 0,
-            '--schedule', 'cosine', '--lr', lr, '--out_dir', out, '--quiet', '--method', 'ce']
+            '--schedule', 'cosine', '--lr', lr, '--out_dir', out, '--quiet', '--method', 'ce', '--init', 'scratch']
 
 
 @pytest.fixture(scope='module')

@@ -8,7 +8,7 @@ from visprior.utils import atomic_write, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(dataset='synthetic', imb=5, epochs=2, batch_size=32, lr=0.05, warmup_epochs=1, schedule='cosine', method='ce',
-            alpha=0.1, alpha_power=0.0)
+            init='scratch', alpha=0.1, alpha_power=0.0)
 
 
 @pytest.mark.parametrize('bad,match', [
@@ -78,21 +78,23 @@ TINY_NB = (('dataset', 'synthetic'), ('imb', 5), ('epochs', 2), ('batch_size', 3
 
 
 def test_papermill_end_to_end_on_tiny_data(tmp_path):
-    # no method given: the notebook's default, the recommended prior, with a tiny LA
+    # no method or init given: the notebook's default, the recommended recipe (logit adjustment from a tiny LA backbone)
     r = _papermill(tmp_path, *TINY_NB, ('la_root', tmp_path/'la'), ('out_dir', tmp_path/'runs'))
     assert r.returncode == 0, r.stderr[-3000:]
-    run = tmp_path/'runs'/'synthetic-lt5-prior_drw-s0'
+    run = tmp_path/'runs'/'synthetic-lt5-logit_adjust-ssl-s0'
     m = json.loads((run/'metrics.json').read_text())
     assert m['budget']['epochs'] == 2 and 0 <= m['top1'] <= 100
     p = json.loads((run/'params.json').read_text())
-    assert (p['imb'], p['alpha'], p['T'], p['alpha_power']) == (5, 0.3, 0.1, 1.0)
+    assert (p['imb'], p['method'], p['init'], p['tau']) == (5, 'logit_adjust', 'ssl', 1.0)
+    la = Path(m['init_la_dir'])  # it started from the LA backbone it trained on its own images
+    assert la.parent == tmp_path/'la' and (la/'embedding.npy').is_file(), m['init_la_dir']
     out = (tmp_path/'out.ipynb').read_text()
-    assert 'this run: prior_drw' in out and 'No committed run has these parameters' in out, out[-3000:]
+    assert 'this run: logit_adjust' in out and 'No committed run has these parameters' in out, out[-3000:]
 
 
 def test_in_test_in_the_environment_does_not_replace_parameters(tmp_path):
     # IN_TEST left set in a shell: papermill still runs exactly the parameters given (1 epoch, CE, this out_dir)
-    r = _papermill(tmp_path, *TINY_NB, ('epochs', 1), ('method', 'ce'), ('out_dir', tmp_path/'runs'),
+    r = _papermill(tmp_path, *TINY_NB, ('epochs', 1), ('method', 'ce'), ('init', 'scratch'), ('out_dir', tmp_path/'runs'),
                    env_extra={'IN_TEST': '1'})
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path/'runs'/'synthetic-lt5-ce-s0'/'metrics.json').read_text())
@@ -101,7 +103,7 @@ def test_in_test_in_the_environment_does_not_replace_parameters(tmp_path):
 
 
 def test_notebook_defaults_are_the_package_defaults():
-    "The main command (no -p but imb) trains what RunParams calls the default: the recommended prior, paper recipe."
+    "The main command (no -p but imb) trains what RunParams calls the default: the recommended recipe, paper budget."
     import papermill as pm
     from dataclasses import asdict
     from visprior.experiment import RunParams
@@ -109,8 +111,9 @@ def test_notebook_defaults_are_the_package_defaults():
     d = asdict(RunParams())
     for k, v in declared.items():
         assert eval(v['default']) == d[k], (k, v['default'], d[k])
-    assert (d['method'], d['alpha'], d['T'], d['alpha_power'], d['epochs'], d['schedule'], d['out_dir']) == \
-        ('prior_drw', 0.3, 0.1, 1.0, 200, 'step', 'runs')
+    assert (d['method'], d['init'], d['tau'], d['la_epochs'], d['la_images'], d['epochs'], d['schedule'], d['out_dir']) == \
+        ('logit_adjust', 'ssl', 1.0, 200, 'subset', 200, 'step', 'runs')
+    assert (d['alpha'], d['T'], d['alpha_power']) == (0.3, 0.1, 1.0)  # the prior's setting chosen on validation
     assert '/runs/' in (ROOT/'.gitignore').read_text().splitlines()
 
 

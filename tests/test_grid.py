@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _write(tmp_path, body):
     g = tmp_path/'grid.toml'
-    g.write_text(f'notebook = "{ROOT}/nbs/run_cifar_lt.ipynb"\n[defaults]\ndataset = "synthetic"\nimb = 5\nepochs = 2\n'
+    g.write_text(f'notebook = "{ROOT}/nbs/run_cifar_lt.ipynb"\n[defaults]\ndataset = "synthetic"\nimb = 5\nepochs = 2\ninit = "scratch"\n'
                  f'batch_size = 32\nschedule = "cosine"\nwarmup_epochs = 1\nout_dir = "{tmp_path}/runs"\n' + body)
     return g
 
@@ -27,7 +27,7 @@ def test_skip_and_resume(tmp_path):
     _, runs = load_grid(g)
     assert [p.method for p in runs] == ['ce', 'logit_adjust', 'tau_norm']  # the CE run before what needs it
     tiny = dict(dataset='synthetic', imb=5, epochs=2, batch_size=32, schedule='cosine', warmup_epochs=1,
-                out_dir=str(tmp_path/'runs'))
+                init='scratch', out_dir=str(tmp_path/'runs'))
     run_experiment({**tiny, 'method': 'ce'}, progress=False)                  # finished before the grid starts
     run_experiment({**tiny, 'method': 'logit_adjust'}, progress=False, stop_after=1)  # interrupted after 1 epoch
     ce = tmp_path/'runs'/'synthetic-lt5-ce-s0'/'metrics.json'

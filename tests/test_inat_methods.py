@@ -13,7 +13,7 @@ def runs(tmp_path_factory):
     d = tmp_path_factory.mktemp('inat')
     kw = dict(dataset='inat2018', data_dir=str(write_synthetic_inat(d)), model='resnet50_tiny', image_size=64,
               workers=0, epochs=1, batch_size=16, warmup_epochs=0, lr=0.01, schedule='cosine', val_per_class=0,
-              out_dir=str(d/'runs'), la_epochs=2, la_k=16, la_clusters=4, la_kmeans=2, la_root=str(d/'la'), crt_epochs=1)
+              out_dir=str(d/'runs'), la_epochs=2, la_k=16, la_clusters=4, la_kmeans=2, la_root=str(d/'la'), crt_epochs=1, init='scratch')
     out = {}
     for m in ['ce'] + [m for m in METHODS if m not in ('ce', 'tau_norm', *STAGE2)]:   # CE first: KD, cRT, post hoc start from it
         out[m] = run_experiment({**kw, 'method': m}, progress=False)

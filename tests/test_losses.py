@@ -11,7 +11,7 @@ from visprior.train import TrainConfig, create_method
 from visprior.experiment import run_experiment
 
 TINY = dict(dataset='synthetic', imb=5, epochs=2, batch_size=32, lr=0.05, warmup_epochs=1, schedule='cosine', method='ce',
-            alpha=0.1, alpha_power=0.0)
+            init='scratch', alpha=0.1, alpha_power=0.0)
 
 
 def _ce(z, y):  # -log softmax(z)_y, by hand

@@ -9,13 +9,13 @@ from visprior.grid import load_grid, run_grid, select
 from visprior.utils import folder_lock
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = dict(dataset='synthetic', imb=5, epochs=2, batch_size=32, lr=0.05, warmup_epochs=1, schedule='cosine', method='ce')
+TINY = dict(dataset='synthetic', imb=5, epochs=2, batch_size=32, lr=0.05, warmup_epochs=1, schedule='cosine', method='ce', init='scratch')
 NAME = 'synthetic-lt5-ce-s0'
 
 
 def _grid(tmp_path, body, defaults=''):
     g = tmp_path/'grid.toml'
-    g.write_text(f'notebook = "{ROOT}/nbs/run_cifar_lt.ipynb"\n[defaults]\ndataset = "synthetic"\nimb = 5\nepochs = 2\n'
+    g.write_text(f'notebook = "{ROOT}/nbs/run_cifar_lt.ipynb"\n[defaults]\ndataset = "synthetic"\nimb = 5\nepochs = 2\ninit = "scratch"\n'
                  f'batch_size = 32\nschedule = "cosine"\nwarmup_epochs = 1\nmethod = "ce"\nout_dir = "{tmp_path}/runs"\n'
                  + defaults + body)
     return g
@@ -136,7 +136,7 @@ def test_finished_run_without_params_is_not_overwritten(tmp_path):
 
 def test_run_that_failed_before_training_blocks_no_retry(tmp_path):
     empty = tmp_path/'nodata'; empty.mkdir()
-    bad = dict(dataset='cifar100', imb=100, method='ce', epochs=1, data_dir=str(empty), out_dir=str(tmp_path/'runs'))
+    bad = dict(dataset='cifar100', imb=100, method='ce', init='scratch', epochs=1, data_dir=str(empty), out_dir=str(tmp_path/'runs'))
     with pytest.raises(FileNotFoundError):
         run_experiment(bad, progress=False)
     assert not (tmp_path/'runs'/'cifar100-lt100-ce-s0'/'params.json').exists()
@@ -146,7 +146,7 @@ def test_run_that_failed_before_training_blocks_no_retry(tmp_path):
 @pytest.mark.parametrize('imb', [501, 1000, float('inf'), float('nan')])
 def test_imb_above_the_class_maximum_is_refused_before_work(tmp_path, imb):
     with pytest.raises(ValueError, match='imb='):
-        run_experiment(dict(dataset='cifar100', imb=imb, method='ce', out_dir=str(tmp_path)))
+        run_experiment(dict(dataset='cifar100', imb=imb, method='ce', init='scratch', out_dir=str(tmp_path)))
     assert list(tmp_path.iterdir()) == []
 
 

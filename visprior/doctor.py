@@ -137,16 +137,18 @@ def check_la_cache(p: RunParams, split=None) -> Check:
                  "measured on this project's 2-core CPU)")
 
 # %% ../nbs/11_doctor.ipynb #1fc468f3
+def _start(p: RunParams) -> str: return 'the LA backbone (init ssl)' if p.init == 'ssl' else 'random weights (init scratch)'
+
 def check_run(p: RunParams) -> Check:
     "What run `p` finds in its folder: nothing, itself unfinished or finished, or another run."
     try: d, state = check_run_dir(p)
     except ValueError as e: return Check('FAIL', 'run', str(e))
-    if state == 'new': return Check('OK', 'run', f"no run in {d} yet: it trains from scratch ({p.epochs} epochs)")
+    if state == 'new': return Check('OK', 'run', f"no run in {d} yet: it trains {p.epochs} epochs from {_start(p)}")
     if state == 'done':
         try: top1 = f", top-1 {load_metrics(d)['top1']:.2f}"
         except Exception: top1 = ''
         return Check('OK', 'run', f"{d} holds this run, finished{top1}: it would be loaded, not re-run")
-    if not (d/'ckpt.pt').is_file(): return Check('OK', 'run', f"{d} holds this run's parameters only: it trains from scratch")
+    if not (d/'ckpt.pt').is_file(): return Check('OK', 'run', f"{d} holds this run's parameters only: it trains from its first epoch, from {_start(p)}")
     try: done = int(load_torch(d/'ckpt.pt', 'checkpoint')['epoch']) + 1
     except Exception as e: return Check('FAIL', 'run', str(e))
     return Check('OK', 'run', f"{d} holds this run, unfinished: it resumes after epoch {done}/{p.epochs}")
@@ -192,7 +194,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     try: p = replace(RunParams(), **{k: v for k, v in vars(a).items() if v is not None}).validate()
     except ValueError as e: ap.exit(2, f"error: {e}\n")
-    print(f"visprior doctor: the default run is {p.name} (method={p.method!r}, {p.epochs} epochs)", flush=True)
+    print(f"visprior doctor: the default run is {p.name} (method={p.method!r}, init={p.init!r}, {p.epochs} epochs)", flush=True)
     n = Counter(c.mark for c in run_checks(p, log=lambda s: print(s, flush=True)))
     print(f"{n['FAIL']} FAIL, {n['WARN']} WARN, {n['OK']} OK")
     sys.exit(1 if n['FAIL'] else 0)

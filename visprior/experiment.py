@@ -40,12 +40,12 @@ def method_reads_la(method: str) -> bool:
 
 @dataclass
 class RunParams:
-    "Every parameter of one CIFAR-LT run (defaults: the paper's recipe and the recommended prior)."
+    "Every parameter of one CIFAR-LT run (defaults: the paper's training recipe and the recommended method and init)."
     dataset: str = 'cifar100'      # 'cifar100', 'cifar10', 'synthetic' (tiny, for tests) or 'inat2018'
     imb: float = 100               # imbalance ratio n_max / n_min (1 = balanced)
     imb_type: str = 'exp'          # 'exp' or 'step'
     subset_seed: int = 0           # seed that picks the long-tailed subset's images (0 = the published subsets)
-    method: str = 'prior_drw'      # training method (default: the recommended prior, chosen on validation)
+    method: str = 'logit_adjust'   # training method (default, with init='ssl': the recommended recipe, chosen on validation)
     model: str = 'resnet32'        # backbone
     epochs: int = 200              # supervised epochs
     schedule: str = 'step'         # 'step' (decay at 80%/90%) or 'cosine'
@@ -57,7 +57,7 @@ class RunParams:
     eval_every: int = 1            # test-set evaluation period (epochs)
     seed: int = 0                  # model init, shuffling, augmentation
     val_per_class: int = 20        # held-out balanced validation images per class (from images the subset left out)
-    init: str = 'scratch'          # 'scratch', or 'ssl': start from the LA backbone (any method)
+    init: str = 'ssl'              # 'ssl': start from the LA backbone (the default; any method), or 'scratch'
     alpha: float = 0.3             # prior: label mass moved to the look-alike classes
     T: float = 0.1                 # prior: temperature of softmax(S / T)
     alpha_power: float = 1.0       # prior: alpha_c = alpha * (n_c / n_max) ** alpha_power (0 = the same for all)
