@@ -23,3 +23,20 @@ def real_cifar100():
 def pytest_configure(config):
     # torchvision 0.29 marks its JPEG codecs deprecated in favour of TorchCodec (not installed here); they still work
     config.addinivalue_line('filterwarnings', 'ignore:The image decoding and encoding capabilities:DeprecationWarning')
+
+
+def _store_entries():
+    "What the project's run store and LA cache hold (folder names), to catch a test that writes into them."
+    return {str(p.relative_to(ROOT)) for d in ('results/la', 'results/runs', 'runs') if (ROOT/d).is_dir()
+            for p in (ROOT/d).rglob('*') if p.is_dir()}
+
+
+@pytest.fixture(scope='session', autouse=True)
+def project_store_untouched():
+    """No test may write into results/ or runs/: a tiny LA run once landed in results/la because a test left `init` to
+    its default (which became 'ssl') and `la_root` to the project's cache. Every test passes tmp folders instead."""
+    before = _store_entries()
+    yield
+    new = sorted(_store_entries() - before)
+    assert not new, (f'the tests wrote into the project run store / LA cache (give them tmp out_dir / la_root), or a run trained in '
+                     f'this checkout while they ran (run tests from another worktree then): {new[:10]}')
