@@ -391,7 +391,8 @@ def _save_la(d, tr, emb, git, t0):
         epochs=cfg.epochs, la_epoch_time_s=dict(median=float(np.median(epoch_s)), mean=float(np.mean(epoch_s)),
                                                 total=float(np.sum(epoch_s))),  # median: robust to shared cores
         monitor_time_s=float(sum(r.get('monitor_time', 0) for r in tr.history)), process_time_s=time.time() - t0,
-        device=str(tr.device), world_size=world_size(), git=git, env=env_info(tr.device)))
+        device=str(tr.device), bf16_autocast=bool(tr.amp),  # the precision LA trained in (of its last segment, if resumed)
+        world_size=world_size(), git=git, env=env_info(tr.device)))
     def save_emb(f):
         with open(f, 'wb') as fh: np.save(fh, emb.numpy().astype(np.float32))
     atomic_write(d/'embedding.npy', save_emb)  # last: marks the run complete
