@@ -301,18 +301,26 @@ def balanced_accuracy(pred, y, num_classes) -> float:
     from visprior.metrics import per_class_accuracy
     return 100 * float(np.nanmean(per_class_accuracy(np.asarray(pred), np.asarray(y), num_classes)))
 
-def _logits_cache(model_file: Path, split) -> Path:
+def _logits_cache(model_file: Path, split, amp=False, channels_last=False) -> Path:
     import hashlib, os
     h = hashlib.sha256(model_file.read_bytes())
     h.update(f"{split.name}-{split.imb:g}-{split.imb_type}-{split.subset_seed}-{len(split.y_val)}".encode())
+    if amp or channels_last: h.update(f"-amp{int(amp)}-cl{int(channels_last)}".encode())  # plain fp32: its old key
     root = Path(os.environ.get('VISPRIOR_CACHE', Path.home()/'.cache'/'visprior'))/'logits'
     return root/f'{h.hexdigest()[:24]}.npz'
 
-def run_logits(run_dir, split=None, device='cpu', batch=512, cache=True) -> dict:
-    "Validation and test logits (fp32) of a finished run, recomputed from its model.pt; `split` defaults to the run's."
+def _run_numerics(run_dir) -> tuple[bool, bool]:
+    "(bf16_autocast, channels_last) that a finished run was evaluated with, from its metrics.json (fp32 if unrecorded)."
+    try: b = json.loads((Path(run_dir)/'metrics.json').read_text()).get('budget', {})
+    except (OSError, ValueError): b = {}
+    return bool(b.get('bf16_autocast', False)), bool(b.get('channels_last', False))
+
+def run_logits(run_dir, split=None, device='cpu', batch=None, cache=True) -> dict:
+    """Validation and test logits of a finished run, recomputed from its model.pt at the precision and memory format its
+    metrics.json records, at the training loop's evaluation batch (`batch` overrides it); `split` defaults to the run's."""
     import torch
     from visprior.experiment import load_split, make_params, saved_params, RunParams
-    from visprior.data import DeviceLoader
+    from visprior.data import DeviceLoader, EVAL_BATCH
     from visprior.metrics import evaluate
     from visprior.models import create_model
     from visprior.utils import load_torch
@@ -324,16 +332,19 @@ def run_logits(run_dir, split=None, device='cpu', batch=512, cache=True) -> dict
                          f"adjustment here takes only {LINEAR_METHODS}")
     split = split or load_split(make_params(**{k: v for k, v in p.items() if k in RunParams.__dataclass_fields__}))
     if split.y_val is None or not len(split.y_val): raise ValueError(f"{run_dir}: its split has no validation images")
-    f = _logits_cache(run_dir/'model.pt', split) if cache else None
+    amp, cl = _run_numerics(run_dir)
+    f = _logits_cache(run_dir/'model.pt', split, amp, cl) if cache else None
     if f is not None and f.exists():
         with np.load(f, allow_pickle=False) as z: return {k: torch.from_numpy(z[k]) for k in z.files}
     model = create_model(p['model'], split.num_classes)
     model.load_state_dict(load_torch(run_dir/'model.pt', 'run weights'))
     model = model.to(device).eval()
+    if cl: model.to(memory_format=torch.channels_last)
     mean, std = split.stats()
     out = {}
     for part, x, y in (('val', split.x_val, split.y_val), ('test', split.x_test, split.y_test)):
-        z, yy = evaluate(model, DeviceLoader(x, y, batch, mean=mean, std=std, device=device))
+        dl = DeviceLoader(x, y, batch or EVAL_BATCH, mean=mean, std=std, device=device, channels_last=cl)
+        z, yy = evaluate(model, dl, amp)
         out[part], out[f'y_{part}'] = z.float(), yy
     if f is not None:
         f.parent.mkdir(parents=True, exist_ok=True)
