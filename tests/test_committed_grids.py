@@ -6,6 +6,7 @@ import pytest
 from visprior.experiment import check_run_dir, load_metrics
 from visprior.grid import load_grid
 
+ROOT = Path(__file__).parents[1]
 GRIDS = sorted((Path(__file__).parents[1]/'nbs'/'grids').glob('*.toml'))
 
 
@@ -80,3 +81,12 @@ def test_every_committed_run_folder_is_named_by_a_committed_grid():
     assert committed, 'no committed run folder found'
     orphans = sorted(str(d.relative_to(root)) for d in committed - named - hand_made)
     assert not orphans, f'run folders no committed grid names (a default changed under a grid entry?): {orphans}'
+
+
+def test_no_synthetic_test_data_in_the_project_store():
+    """The notebooks' checks (`nbdev_test`, which CI runs just before pytest) train on the tiny synthetic dataset and must
+    write only to temporary folders. A leak once put `results/la/synthetic-lt5-...` in the project's LA cache (a check
+    that left `init` at its default 'ssl' and `la_root` at the project's). The conftest guard covers pytest only."""
+    leaked = sorted(str(p.relative_to(ROOT)) for d in ('results', 'runs') if (ROOT/d).is_dir()
+                    for p in (ROOT/d).rglob('synthetic*'))
+    assert not leaked, f'synthetic test runs in the project store (a check must pass tmp out_dir / la_root): {leaked[:10]}'

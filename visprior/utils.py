@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['atomic_write', 'write_json', 'write_csv', 'project_root', 'git_info', 'env_info', 'markdown_table', 'resolve_out_dir',
-           'save_figure', 'RunLockedError', 'folder_lock', 'load_torch', 'nbdev_testing']
+__all__ = ['atomic_write', 'write_json', 'write_csv', 'project_root', 'git_info', 'cpu_model', 'env_info', 'markdown_table',
+           'resolve_out_dir', 'save_figure', 'RunLockedError', 'folder_lock', 'load_torch', 'nbdev_testing']
 
 # %% ../nbs/00a_utils.ipynb #98454251
 def _remove_stale_tmp(path: Path):
@@ -81,11 +81,19 @@ def git_info(root=None) -> dict:
         return dict(commit=commit, dirty=dirty, checkout=str(root))
     except Exception: return dict(commit=None, dirty=None, checkout=str(root))
 
+def cpu_model() -> str:
+    "The CPU's model name (from /proc/cpuinfo on Linux, else what `platform` knows)."
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine() or 'unknown'
+
 def env_info(device=None) -> dict:
     "Library versions and hardware."
     import torchvision, visprior
     d = dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
-             numpy=np.__version__, visprior=visprior.__version__, platform=platform.platform(),
+             numpy=np.__version__, visprior=visprior.__version__, platform=platform.platform(), cpu=cpu_model(),
              cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads())
     if device is not None and torch.device(device).type == 'cuda': d['gpu'] = torch.cuda.get_device_name(device)
     return d
