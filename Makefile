@@ -35,6 +35,7 @@ paper:       ## every table and figure in results/tables and results/figures, fr
 	papermill nbs/paper.ipynb out-paper.ipynb
 	papermill nbs/sources.ipynb out-sources.ipynb
 	papermill nbs/transfer.ipynb out-transfer.ipynb
+	papermill nbs/transfer.ipynb out-transfer-lainit.ipynb -p runs_dir results/runs/sources30/la-init -p init ssl -p table_name transfer_lainit
 	papermill nbs/lainit.ipynb out-lainit.ipynb
 
 cpu30:       ## the CPU-budget CE run on CIFAR-100-LT (rho=100, seed 0): 30 epochs, cosine
