@@ -47,6 +47,9 @@ def test_run_folder_and_skip(tmp_path):
     assert saved['best_of_run']['top1'] >= saved['top1']
     assert {'torch', 'numpy', 'python'} <= set(saved['env']) and 'commit' in saved['git'] and saved['wall_time_s'] > 0
     assert len(saved['per_class']) == 10 and saved['seeds'] == {'seed': 0, 'subset_seed': 0}
+    t = saved['timing']  # each clock named for what it covers; no key called process time that holds wall time
+    assert 'process_time_s' not in saved and t['epoch_loop_s'] == saved['wall_time_s'] and t['resumed'] is False
+    assert t['process_wall_s'] >= t['epoch_loop_s'] > 0 and t['epoch_loop_cpu_s'] > 0 and 0 < t['cpu_share']
     hist = (run/'history.csv').read_text().splitlines()
     assert len(hist) == 3 and hist[0].startswith('epoch,')
     assert not (run/'ckpt.pt').exists() and (run/'model.pt').exists() and (run/'per_class_accuracy.png').exists()
@@ -64,6 +67,9 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     assert part['incomplete'] and (tmp_path/'b'/'synthetic-lt5-ce-s0'/'ckpt.pt').exists()
     b = run_experiment({**TINY, 'epochs': 3, 'out_dir': str(tmp_path/'b')}, progress=False)
     assert a['per_class'] == b['per_class'] and a['top1'] == b['top1']
+    assert a['timing']['resumed'] is False and b['timing']['resumed'] is True  # b's process clock misses epoch 1
+    hist = (tmp_path/'b'/'synthetic-lt5-ce-s0'/'history.csv').read_text().splitlines()
+    assert 'cpu_time' in hist[0] and len(hist) == 4 and b['timing']['epoch_loop_cpu_s'] > 0
 
 
 def _papermill(tmp_path, *params, env_extra=None):

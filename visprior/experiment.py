@@ -23,9 +23,10 @@ from .utils import (atomic_write, env_info, folder_lock, git_info, nbdev_testing
 from .dist import barrier, is_dist, is_main, rank, world_size
 
 # %% auto #0
-__all__ = ['INITS', 'PRECISIONS', 'NOT_IDENTITY', 'RUN_DATASETS', 'TEST_CONFIG', 'GROUP_COLOURS', 'method_reads_la', 'RunParams',
-           'make_params', 'params_from_namespace', 'notebook_params', 'plot_per_class', 'saved_params', 'params_diff',
-           'check_run_dir', 'load_metrics', 'load_split', 'build_loaders', 'run_experiment', 'check_finite_summary']
+__all__ = ['INITS', 'PRECISIONS', 'NOT_IDENTITY', 'RUN_DATASETS', 'TEST_CONFIG', 'GROUP_COLOURS', 'TIMING_NOTE',
+           'method_reads_la', 'RunParams', 'make_params', 'params_from_namespace', 'notebook_params', 'plot_per_class',
+           'saved_params', 'params_diff', 'check_run_dir', 'load_metrics', 'load_split', 'build_loaders',
+           'run_experiment', 'check_finite_summary', 'run_timing', 'load_timing']
 
 # %% ../nbs/06_experiment.ipynb #00b77961
 INITS = ('scratch', 'ssl')
@@ -317,7 +318,8 @@ def run_experiment(params: RunParams | dict, progress=True, stop_after=None) -> 
         return _train_run(p, run_dir, progress, stop_after)
 
 def _train_run(p: RunParams, run_dir: Path, progress, stop_after) -> dict:
-    t0, git = time.time(), git_info()  # the code as it was when the run started
+    t0, c0, git = time.time(), time.process_time(), git_info()  # the code as it was when the run started
+    resumed = (run_dir/'ckpt.pt').exists()  # then this process's clock misses the epochs trained before it
     split = load_split(p)
     device = pick_device(p.device)
     torch.manual_seed(p.seed)
@@ -338,7 +340,8 @@ def _train_run(p: RunParams, run_dir: Path, progress, stop_after) -> dict:
     if len(history) < max(cfg.epochs, 1): return dict(incomplete=True, epochs_done=len(history), run_dir=str(run_dir))
     check_finite_summary(summ, history, run_dir)
     if not is_main(): barrier(); return dict(rank=rank(), top1=summ['top1'])  # rank 0 writes the folder
-    out = _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, time.time() - t0, git, cfg,
+    timing = run_timing(history, time.time() - t0, time.process_time() - c0, resumed)
+    out = _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, timing, git, cfg,
                     None if init_la is None else init_la['dir'])
     barrier()
     return out
@@ -355,7 +358,33 @@ def check_finite_summary(summ: dict, history: list, run_dir=None):
 
 
 # %% ../nbs/06_experiment.ipynb #c1fe2a9f
-def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, process_time, git, cfg, init_la_dir=None):
+TIMING_NOTE = ("seconds. epoch_loop_s: wall time of the epochs' training and evaluation, summed over every process "
+               "that trained the run (= wall_time_s); it leaves out data loading, LA, feature extraction and head fits "
+               "outside the epochs. process_wall_s / process_cpu_s: wall clock and CPU time from start to save of the "
+               "process that finished the run; if resumed, earlier processes are not in them. cpu_share: "
+               "epoch_loop_cpu_s / (epoch_loop_s * torch_threads), near 1 on CPU cores the run had to itself, about "
+               "1/k when k such jobs shared them, low on a GPU by design. Compare methods' cost by benchmark rates "
+               "measured in one run, not by these")
+
+def run_timing(history, process_wall_s: float, process_cpu_s: float, resumed: bool, threads: int | None = None) -> dict:
+    "What a run's clock measured, each figure named for what it covers (see `TIMING_NOTE`)."
+    threads = threads or torch.get_num_threads()
+    loop = float(sum(r['train_time'] + r.get('eval_time', 0) for r in history))
+    trained = [r for r in history if r.get('train_time', 0) > 0]
+    cpu = float(sum(r['cpu_time'] for r in trained)) if all('cpu_time' in r for r in trained) else None
+    return dict(note=TIMING_NOTE, epoch_loop_s=loop, epoch_loop_cpu_s=cpu, process_wall_s=float(process_wall_s),
+                process_cpu_s=float(process_cpu_s), resumed=bool(resumed), torch_threads=threads,
+                cpu_share=None if cpu is None or loop <= 0 else cpu / (loop * threads))
+
+def load_timing(metrics: dict) -> dict:
+    """A finished run's timing. Runs saved before `timing` existed recorded `process_time_s`, which was the *wall clock*
+    of the process that finished the run (not CPU time): it is read here under its true name."""
+    if 'timing' in metrics: return metrics['timing']
+    return dict(note='saved before timing was recorded: ' + TIMING_NOTE, epoch_loop_s=metrics.get('wall_time_s'),
+                epoch_loop_cpu_s=None, process_wall_s=metrics.get('process_time_s'), process_cpu_s=None,
+                resumed=None, torch_threads=None, cpu_share=None)
+
+def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device, timing, git, cfg, init_la_dir=None):
     write_csv(run_dir/'history.csv', history)
     evald = [r for r in history if 'top1' in r]
     best = max(evald, key=lambda r: r['top1'])
@@ -379,8 +408,7 @@ def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device
         budget=dict(epochs=p.epochs, trained_epochs=cfg.epochs, schedule=p.schedule, batch_size=p.batch_size,
                     device=str(device),
                     bf16_autocast=amp, channels_last=cl),
-        wall_time_s=sum(r['train_time'] + r.get('eval_time', 0) for r in history),
-        process_time_s=process_time, git=git, env=env_info(device),
+        wall_time_s=timing['epoch_loop_s'], timing=timing, git=git, env=env_info(device),
         finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
     title = (f"{p.name}: top-1 {summ['top1']:.1f} (many {summ['many']:.1f} / medium {summ['medium']:.1f} / "
              f"few {summ['few']:.1f}), {p.epochs} ep")

@@ -369,18 +369,18 @@ def la_embedding(split: LTSplit, cfg: LAConfig, root='results/la', device='auto'
         return _train_la(d, split, cfg, device, progress, stop_after, loaders, workers, images)
 
 def _train_la(d, split, cfg, device, progress, stop_after, loaders, workers, images='subset'):
-    git, t0 = git_info(), time.time()
+    git, clock = git_info(), (time.time(), time.process_time(), (d/'ckpt.pt').exists())  # wall, CPU, resumed
     if is_main():
         write_json(d/'la_config.json', dict(asdict(cfg), dataset=split.name, imb=split.imb, imb_type=split.imb_type,
                                             subset_seed=split.subset_seed, n_train=len(split.y_train), images=images))
     tr = fit_la(split, cfg, pick_device(device), d/'ckpt.pt', stop_after, progress, loaders, workers)
     if len(tr.history) < cfg.epochs: return None
     emb = embed_images(tr.model, tr.plain, tr.amp).cpu()  # every rank takes part under DDP; rank 0 writes
-    if is_main(): _save_la(d, tr, emb, git, t0)
+    if is_main(): _save_la(d, tr, emb, git, clock)
     barrier()
     return _load_la(d)
 
-def _save_la(d, tr, emb, git, t0):
+def _save_la(d, tr, emb, git, clock):
     cfg = tr.cfg
     write_csv(d/'history.csv', tr.history)
     atomic_write(d/'model.pt', lambda f: torch.save({k: v.cpu() for k, v in tr.model.state_dict().items()}, f))
@@ -390,7 +390,9 @@ def _save_la(d, tr, emb, git, t0):
         final={k: last[k] for k in ('knn_top1', 'knn_reweighted', 'superclass_agreement') if k in last},
         epochs=cfg.epochs, la_epoch_time_s=dict(median=float(np.median(epoch_s)), mean=float(np.mean(epoch_s)),
                                                 total=float(np.sum(epoch_s))),  # median: robust to shared cores
-        monitor_time_s=float(sum(r.get('monitor_time', 0) for r in tr.history)), process_time_s=time.time() - t0,
+        monitor_time_s=float(sum(r.get('monitor_time', 0) for r in tr.history)),
+        process_wall_s=time.time() - clock[0], process_cpu_s=time.process_time() - clock[1], resumed=clock[2],  # of the
+        # process that finished it; LA folders saved before this called that wall clock process_time_s
         device=str(tr.device), bf16_autocast=bool(tr.amp),  # the precision LA trained in (of its last segment, if resumed)
         world_size=world_size(), git=git, env=env_info(tr.device)))
     def save_emb(f):

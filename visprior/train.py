@@ -227,7 +227,7 @@ def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_pa
     bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not progress or not is_main(), desc="epochs",
                mininterval=5)
     for epoch in bar:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         train_dl.set_epoch(epoch); method.on_epoch_start(epoch, cfg)
         loss, acc = train_epoch(model, method, train_dl, opt, cfg, epoch, amp, net)
         row = dict(epoch=epoch + 1, lr=cfg.lr * lr_factor(epoch, cfg), train_loss=loss, train_acc=acc,
@@ -236,6 +236,7 @@ def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_pa
                                                              "run diverged; it is not marked finished). Lower lr")
         check_finite_model(model, epoch + 1)  # before the checkpoint: the folder keeps its last good epoch
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs: logits, y, summ = evaluate_all(row)
+        row['cpu_time'] = time.process_time() - c0  # CPU seconds of this process's threads, train + eval
         history.append(row)
         if ckpt_path:
             if is_main(): save_checkpoint(ckpt_path, model, opt, epoch, history, cfg)
