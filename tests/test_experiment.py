@@ -135,3 +135,12 @@ def test_notebook_keeps_parameters_tag():
     nb = json.loads((ROOT/'nbs'/'run_cifar_lt.ipynb').read_text())
     tagged = [c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
     assert len(tagged) == 1
+
+
+def test_evaluate_only_run_records_its_cpu_time(tmp_path):
+    # tau_norm trains no epoch: its one row (epoch 0) is evaluation only, and its CPU time must still be counted, not 0
+    kw = {**TINY, 'out_dir': str(tmp_path)}
+    run_experiment({**kw, 'method': 'ce'}, progress=False)
+    t = run_experiment({**kw, 'method': 'tau_norm'}, progress=False)['timing']
+    assert t['epoch_loop_s'] > 0 and t['epoch_loop_cpu_s'] > 0 and t['cpu_share'] > 0
+    assert t['process_wall_s'] >= t['epoch_loop_s']

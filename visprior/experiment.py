@@ -370,8 +370,7 @@ def run_timing(history, process_wall_s: float, process_cpu_s: float, resumed: bo
     "What a run's clock measured, each figure named for what it covers (see `TIMING_NOTE`)."
     threads = threads or torch.get_num_threads()
     loop = float(sum(r['train_time'] + r.get('eval_time', 0) for r in history))
-    trained = [r for r in history if r.get('train_time', 0) > 0]
-    cpu = float(sum(r['cpu_time'] for r in trained)) if all('cpu_time' in r for r in trained) else None
+    cpu = float(sum(r['cpu_time'] for r in history)) if history and all('cpu_time' in r for r in history) else None
     return dict(note=TIMING_NOTE, epoch_loop_s=loop, epoch_loop_cpu_s=cpu, process_wall_s=float(process_wall_s),
                 process_cpu_s=float(process_cpu_s), resumed=bool(resumed), torch_threads=threads,
                 cpu_share=None if cpu is None or loop <= 0 else cpu / (loop * threads))

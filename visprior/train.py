@@ -246,7 +246,8 @@ def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_pa
             print(epoch_line(row, cfg.epochs, history), flush=True)  # plain text: papermill --log-output shows it
         if stop_after is not None and epoch + 1 >= stop_after: break
     if cfg.epochs == 0:  # evaluate-only methods: one row, at epoch 0
-        row = dict(epoch=0, train_time=0.0); logits, y, summ = evaluate_all(row); history = [row]
+        c0, row = time.process_time(), dict(epoch=0, train_time=0.0)
+        logits, y, summ = evaluate_all(row); row['cpu_time'] = time.process_time() - c0; history = [row]
     if summ is None:  # nothing was evaluated in this call (e.g. resumed a finished run)
         logits, y = method.predict(model, test_dl, amp)
         summ = summarize(method.test_logits(logits), y, groups)
