@@ -362,8 +362,9 @@ TIMING_NOTE = ("seconds. epoch_loop_s: wall time of the epochs' training and eva
                "that trained the run (= wall_time_s); it leaves out data loading, LA, feature extraction and head fits "
                "outside the epochs. process_wall_s / process_cpu_s: wall clock and CPU time from start to save of the "
                "process that finished the run; if resumed, earlier processes are not in them. cpu_share: "
-               "epoch_loop_cpu_s / (epoch_loop_s * torch_threads), near 1 on CPU cores the run had to itself, about "
-               "1/k when k such jobs shared them, low on a GPU by design. Compare methods' cost by benchmark rates "
+               "epoch_loop_cpu_s / (epoch_loop_s * torch_threads), near 1 on CPU cores the run had to itself (a "
+               "little above 1 when threads outside torch's pool work too), about 1/k when k such jobs shared them, "
+               "low on a GPU by design. Compare methods' cost by benchmark rates "
                "measured in one run, not by these")
 
 def run_timing(history, process_wall_s: float, process_cpu_s: float, resumed: bool, threads: int | None = None) -> dict:
