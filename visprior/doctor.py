@@ -113,7 +113,8 @@ def uses_la(p: RunParams) -> bool:
 
 def la_cache_dir(p: RunParams, split) -> Path:
     "The LA cache folder run `p` reads, built as `run_la` builds it."
-    cfg = la_config(p.la_epochs, p.la_k, p.la_clusters, p.la_kmeans, model=p.model, image_size=p.image_size)
+    cfg = la_config(p.la_epochs, p.la_k, p.la_clusters, p.la_kmeans, model=p.model, image_size=p.image_size,
+                    objective=p.la_objective)
     la_split, images = la_images_split(split, p.la_images, p.data_dir)
     return la_dir(la_split, cfg, p.la_root, images)
 

@@ -14,6 +14,7 @@ import torch
 from .data import DATASETS, IMB_TYPES, DeviceLoader, cifar_lt, make_loaders, max_imb
 from .models import MODELS, create_model
 from .train import METHODS, TrainConfig, create_method, fit, pick_device, resolve_precision, starts_from_ce
+from .la import SSL_OBJECTIVES
 from .prior import LA_IMAGES_HELP, load_la_backbone, run_la  # also registers the prior methods
 from .similarity import ORACLES, SOURCES
 from .losses import precision_matches  # also registers the long-tailed baselines and the prior's compositions
@@ -84,6 +85,8 @@ class RunParams:
     la_kmeans: int = 3             # LA clusterings H
     la_images: str = 'subset'      # images LA trains on: 'subset' (the run's own), 'subsetP' (P% of each class's), or
                                    # 'balanced' (the whole training set: MORE images); not 'subset' only with init='ssl'
+    la_objective: str = 'la'       # the SSL objective of the backbone: 'la' (the method), or 'simclr' (an ablation on the
+                                   # same network; NT-Xent at t = 0.5, k and clusters unused); not 'la' only with init='ssl'
     la_root: str = 'results/la'    # LA embedding cache (relative = to the project root)
     compile: bool = False          # torch.compile the training forward (GPUs, long runs)
     precision: str = 'auto'        # 'auto' (bf16 autocast where native, else fp32), 'fp32' or 'bf16': part of a run's identity
@@ -122,6 +125,12 @@ class RunParams:
             need(self.dataset in DATASETS, 'la_images', f'only CIFAR-LT runs (dataset in {DATASETS}) train LA on other images')
             need(self.method not in METHODS or not method_reads_la(self.method), 'la_images',
                  f"method {self.method!r} reads the LA embedding of the run's own training images, so it takes 'subset'")
+        need(self.la_objective in SSL_OBJECTIVES, 'la_objective', f'valid: {SSL_OBJECTIVES}')
+        if self.la_objective != 'la':  # another objective only makes the backbone a run starts from
+            need(self.init == 'ssl', 'la_objective', "it chooses how the backbone a run starts from is trained, so it needs init='ssl'")
+            need(self.dataset in DATASETS, 'la_objective', f'only CIFAR-LT runs (dataset in {DATASETS}) train it')
+            need(self.method not in METHODS or not method_reads_la(self.method), 'la_objective',
+                 f"method {self.method!r} reads the LA embedding itself, which stays LA's")
         need(self.precision in PRECISIONS, 'precision', f'valid: {PRECISIONS}')
         isnum = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
         need(isnum(self.alpha) and 0 <= self.alpha <= 1, 'alpha', 'must be in [0, 1]')
@@ -236,7 +245,7 @@ def plot_per_class(per_class, counts, groups, title='', ax=None):
 _RUN_FILES = ('metrics.json', 'history.csv', 'model.pt', 'ckpt.pt', 'test_predictions.npz')
 # a key missing from an older params.json had the value of the default at the time it was saved
 _MISSING_MEANS = {'method': 'ce', 'alpha': 0.1, 'alpha_power': 0.0, 'similarity': 'la', 'oracle_epochs': 10,
-                  'spread': 'similar', 'precision': 'auto'}
+                  'spread': 'similar', 'precision': 'auto', 'la_objective': 'la'}
 
 def saved_params(run_dir) -> dict | None:
     "The parameters a run folder was made with (None if it holds no run); an unreadable params.json is an error."
@@ -328,7 +337,7 @@ def _train_run(p: RunParams, run_dir: Path, progress, stop_after) -> dict:
     init_la = None
     if p.init == 'ssl':  # the LA run it starts from is recorded in metrics.json (init_la_dir) and committed with it
         init_la = run_la(split, p.la_epochs, p.la_k, p.la_clusters, p.la_kmeans, p.la_root, device, progress, p.model,
-                         p.image_size, p.workers, la_images=p.la_images, data_dir=p.data_dir)
+                         p.image_size, p.workers, la_images=p.la_images, data_dir=p.data_dir, la_objective=p.la_objective)
         load_la_backbone(model, init_la)
     model = model.to(device)
     tr, te, va = build_loaders(p, split, method, device)

@@ -24,10 +24,10 @@ from .dist import (all_gather_cat, barrier, broadcast_from_main, gather_by_index
                            unique_first, world_size)
 
 # %% auto #0
-__all__ = ['MemoryBank', 'ir_loss', 'knn', 'kmeans_labels', 'close_mask', 'la_loss', 'SSLAugment', 'knn_predict',
-           'class_similarity', 'superclass_agreement', 'LAConfig', 'LATrainer', 'la_train_epoch', 'embed_images',
-           'reweighted_knn_pred', 'la_monitor', 'save_la_checkpoint', 'load_la_checkpoint', 'fit_la', 'la_dir',
-           'la_embedding']
+__all__ = ['SSL_OBJECTIVES', 'MemoryBank', 'ir_loss', 'knn', 'kmeans_labels', 'close_mask', 'la_loss', 'SSLAugment', 'nt_xent',
+           'TwoViews', 'knn_predict', 'class_similarity', 'superclass_agreement', 'LAConfig', 'LATrainer',
+           'la_train_epoch', 'embed_images', 'reweighted_knn_pred', 'la_monitor', 'save_la_checkpoint',
+           'load_la_checkpoint', 'fit_la', 'la_dir', 'la_embedding']
 
 # %% ../nbs/02_la.ipynb #224ccca0
 class MemoryBank(nn.Module):
@@ -103,6 +103,19 @@ class SSLAugment:
             torch.manual_seed(seed)
             return self.aug(x.float() / 255).clamp_(0, 1) * 255
 
+# %% ../nbs/02_la.ipynb #b1c2d3e1
+def nt_xent(z1, z2, t=0.2):
+    "SimCLR's NT-Xent loss of two views' unit-norm embeddings (rows i of z1 and z2 are the same image)."
+    z, n = torch.cat([z1, z2]).float(), len(z1)
+    s = (z @ z.T / t).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float('-inf'))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(s, target)
+
+class TwoViews:
+    "Two independent draws of an augmentation of the same batch, stacked: rows i and B + i are one image."
+    def __init__(self, augment): self.augment = augment
+    def __call__(self, x, generator): return torch.cat([self.augment(x, generator), self.augment(x, generator)])
+
 # %% ../nbs/02_la.ipynb #073f334c
 def knn_predict(queries, keys, key_labels, num_classes, k=200, t=0.07, backend='faiss'):
     "Weighted kNN class scores: each of the k nearest keys votes exp(sim / t) for its label."
@@ -125,6 +138,8 @@ def superclass_agreement(S, coarse_of_class, k=4) -> float:
     return float((coarse[top] == coarse[:, None]).double().mean())
 
 # %% ../nbs/02_la.ipynb #b97f9072
+SSL_OBJECTIVES = ('la', 'simclr')
+
 @dataclass
 class LAConfig:
     "Local Aggregation hyperparameters (paper values, scaled to ~10k images where noted)."
@@ -146,6 +161,7 @@ class LAConfig:
     model: str = 'resnet32'      # backbone
     proj_dim: int = 128          # embedding size
     image_size: int = 224        # crop size, for JPEG datasets (iNaturalist) only
+    objective: str = 'la'        # 'la' (the method), or 'simclr' (NT-Xent on two views: an ablation, no bank or clusters)
 
     def validate(self):
         "Raise a clear error on an invalid value."
@@ -153,7 +169,8 @@ class LAConfig:
                                ('k', self.k >= 1, '>= 1'), ('n_clusters', self.n_clusters >= 2, '>= 2'),
                                ('n_kmeans', self.n_kmeans >= 1, '>= 1'), ('t', self.t > 0, '> 0'),
                                ('bank_momentum', 0 <= self.bank_momentum < 1, 'in [0, 1)'),
-                               ('knn_every', self.knn_every >= 1, '>= 1')]:
+                               ('knn_every', self.knn_every >= 1, '>= 1'),
+                               ('objective', self.objective in SSL_OBJECTIVES, f'one of {SSL_OBJECTIVES}')]:
             if not ok: raise ValueError(f"{name}={getattr(self, name)!r} is invalid: must be {what}")
         self.sched().validate()
         return self
@@ -168,6 +185,7 @@ class LAConfig:
         "A short hash of the configuration, for the embedding cache."
         d = asdict(self)
         if d['image_size'] == 224: del d['image_size']  # added later: at its default, older caches keep their key
+        if d['objective'] == 'la': del d['objective']     # likewise
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 # %% ../nbs/02_la.ipynb #a831807a
@@ -204,13 +222,17 @@ class LATrainer:
         mean, std = split.stats()
         kw = dict(mean=mean, std=std, device=self.device, channels_last=True, distributed=is_dist())
         zeros = np.zeros(len(split.y_train), np.int64)  # LA never sees the labels
+        aug = TwoViews(SSLAugment()) if cfg.objective == 'simclr' else SSLAugment()  # SimCLR: 2 views of each image
         return (DeviceLoader(split.x_train, zeros, cfg.batch_size // world_size(), train=True, seed=cfg.seed,
-                             augment=SSLAugment(), **kw),
+                             augment=aug, **kw),
                 DeviceLoader(split.x_train, zeros, 512, **kw),
                 DeviceLoader(split.x_test, split.y_test, 512, **kw))  # labels score the embedding, never train it
 
     def _jpeg_loaders(self, split, cfg, workers):
         "JPEG loaders (iNaturalist): crop (scale 0.2-1) and flip in the workers, colour jitter and grayscale on device."
+        if cfg.objective != 'la':
+            raise ValueError(f"objective={cfg.objective!r} is built for in-memory datasets (CIFAR) only; JPEG datasets "
+                             "such as iNaturalist train objective='la'")
         from visprior.inat import INatLoader, JPEGDataset
         kw = dict(device=self.device, seed=cfg.seed, workers=workers, distributed=is_dist(), channels_last=True)
         zeros = np.zeros(len(split.y_train), np.int64)
@@ -238,13 +260,15 @@ class LATrainer:
         return back[start:start + len(v)]
 
     def step_loss(self, idx, v, epoch):
-        "The IR loss during the warm start, the LA loss after it."
+        "The IR loss during the warm start, the LA loss after it (or, for objective='simclr', NT-Xent throughout)."
+        if self.cfg.objective == 'simclr': return nt_xent(v[:len(idx)], v[len(idx):], self.cfg.t)
         if epoch < self.cfg.ir_epochs: return ir_loss(v, self.bank.bank, idx, self.cfg.t)
         back = self.neighbours(v.detach())
         return la_loss(v, self.bank.bank, idx, self.labels, back, self.cfg.t)
 
     def update_bank(self, idx, v):
         "Write the step's embeddings into the bank (under DDP: every rank's, on every rank, each image once)."
+        v = v[:len(idx)]  # SimCLR's batch holds two views: the bank takes the first
         if not is_dist(): return self.bank.update(idx, v)
         idx, v = all_gather_cat(idx), all_gather_cat(v.detach().float())
         keep = unique_first(idx)
@@ -254,7 +278,7 @@ class LATrainer:
 def la_train_epoch(tr: LATrainer, epoch: int) -> dict:
     "One LA (or IR) epoch; returns the mean loss and the time it took."
     cfg, t0 = tr.cfg, time.perf_counter()
-    if epoch >= cfg.ir_epochs: tr.cluster(epoch)
+    if epoch >= cfg.ir_epochs and cfg.objective == 'la': tr.cluster(epoch)
     t_cluster = time.perf_counter() - t0
     tr.model.train(); tr.loader.set_epoch(epoch)
     tot, n, nb = torch.zeros((), device=tr.device), 0, len(tr.loader)
@@ -271,7 +295,8 @@ def la_train_epoch(tr: LATrainer, epoch: int) -> dict:
         torch.distributed.all_reduce(t); tot, n = t[0], float(t[1])
     loss = float(tot) / n
     if not math.isfinite(loss): raise FloatingPointError(f"LA loss became {loss} at epoch {epoch + 1}")
-    return dict(epoch=epoch + 1, phase='IR' if epoch < cfg.ir_epochs else 'LA', loss=loss,
+    phase = 'SimCLR' if cfg.objective == 'simclr' else 'IR' if epoch < cfg.ir_epochs else 'LA'
+    return dict(epoch=epoch + 1, phase=phase, loss=loss,
                 lr=cfg.lr * lr_factor(epoch, cfg.sched()), cluster_time=t_cluster,
                 epoch_time=time.perf_counter() - t0)
 
@@ -300,7 +325,8 @@ def la_monitor(tr: LATrainer) -> dict:
     s = tr.split
     q = embed_images(tr.model, tr.test, tr.amp)
     y_train = torch.as_tensor(s.y_train, device=tr.device)
-    scores = knn_predict(q, tr.bank.bank, y_train, s.num_classes, 200, tr.cfg.t, tr.backend)
+    t = tr.cfg.t if tr.cfg.objective == 'la' else 0.07  # the kNN keeps Wu et al.'s 0.07 whatever SimCLR's temperature
+    scores = knn_predict(q, tr.bank.bank, y_train, s.num_classes, 200, t, tr.backend)
     out = dict(knn_top1=100 * float((scores.argmax(1).cpu().numpy() == s.y_test).mean()),
                knn_reweighted=100 * float((reweighted_knn_pred(scores, y_train, s.num_classes).cpu().numpy()
                                            == s.y_test).mean()))
@@ -320,8 +346,9 @@ def save_la_checkpoint(path, tr: LATrainer, epoch):
 def load_la_checkpoint(path, tr: LATrainer) -> int:
     "Restore LA state; returns the next epoch."
     state = load_torch(path, 'LA checkpoint')  # weights_only: never unpickles code
-    if state['cfg'] != asdict(tr.cfg):
-        diff = {k: (state['cfg'].get(k), v) for k, v in asdict(tr.cfg).items() if state['cfg'].get(k) != v}
+    saved = {'objective': 'la', **state['cfg']}  # checkpoints from before `objective` existed were LA
+    if saved != asdict(tr.cfg):
+        diff = {k: (saved.get(k), v) for k, v in asdict(tr.cfg).items() if saved.get(k) != v}
         raise ValueError(f"LA checkpoint {path} was made with other settings {diff} (saved, asked)")
     tr.model.load_state_dict(state['model']); tr.opt.load_state_dict(state['opt'])
     tr.bank.load_state_dict(state['bank']); tr.history = state['history']
@@ -353,7 +380,8 @@ def la_dir(split: LTSplit, cfg: LAConfig, root='results/la', images='subset') ->
     'subset25', see `visprior.prior.la_images_split`): 'subset', every one of them, adds no tag."""
     tag = '' if split.imb_type == 'exp' else f'-{split.imb_type}'
     img = '' if images == 'subset' else f'-{images}'
-    return resolve_out_dir(root)/f"{split.name}-lt{split.imb:g}{tag}-ss{split.subset_seed}{img}-la{cfg.key()}"
+    obj = '' if cfg.objective == 'la' else f'-{cfg.objective}'  # e.g. ...-ss0-simclr-la<key>: not an LA run
+    return resolve_out_dir(root)/f"{split.name}-lt{split.imb:g}{tag}-ss{split.subset_seed}{img}{obj}-la{cfg.key()}"
 
 def _load_la(d: Path) -> dict:
     return dict(emb=torch.from_numpy(np.load(d/'embedding.npy')), dir=d, model=d/'model.pt',

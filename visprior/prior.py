@@ -22,7 +22,7 @@ from .train import Method, pick_device, register_method
 from .utils import atomic_write, load_torch, resolve_out_dir, save_figure
 
 # %% auto #0
-__all__ = ['LA_IMAGES_HELP', 'prior_alpha', 'soft_targets', 'soft_ce', 'instance_targets', 'la_config', 'run_la',
+__all__ = ['SIMCLR_T', 'LA_IMAGES_HELP', 'prior_alpha', 'soft_targets', 'soft_ce', 'instance_targets', 'la_config', 'run_la',
            'load_la_backbone', 'la_images_split', 'Prior', 'PriorInstance', 'plot_similarity', 'plot_soft_predictions',
            'load_la_network', 'la_knn_summary']
 
@@ -58,17 +58,24 @@ def instance_targets(emb, y, num_classes, k=10, alpha=0.1, backend='faiss') -> t
     return (1 - alpha) * F.one_hot(y, num_classes).double() + alpha * hist
 
 # %% ../nbs/03_prior.ipynb #ee9d14b1
+SIMCLR_T = 0.5  # SimCLR's temperature, set in advance (a common CIFAR choice; source unverified), not tuned here
+
 def la_config(la_epochs=200, la_k=1024, la_clusters=200, la_kmeans=3, seed=0, model='resnet32',
-              image_size=224) -> LAConfig:
-    "The LA configuration of a run (paper defaults except the documented ~10k-image scaling)."
+              image_size=224, objective='la') -> LAConfig:
+    """The SSL configuration of a run: LA at the paper's defaults except the documented ~10k-image scaling, or, with
+    objective='simclr', the same network, optimiser and schedule under NT-Xent (no IR warm start; k and clusters unused)."""
+    if objective == 'simclr':
+        return LAConfig(epochs=la_epochs, k=la_k, n_clusters=la_clusters, n_kmeans=la_kmeans, seed=seed, model=model,
+                        image_size=image_size, ir_epochs=0, t=SIMCLR_T, objective='simclr')
     return LAConfig(epochs=la_epochs, k=la_k, n_clusters=la_clusters, n_kmeans=la_kmeans, seed=seed, model=model,
-                    image_size=image_size,
+                    image_size=image_size, objective=objective,
                     ir_epochs=min(10, max(la_epochs // 10, 1)) if la_epochs < 100 else 10)
 
 def run_la(split, la_epochs=200, la_k=1024, la_clusters=200, la_kmeans=3, la_root='results/la', device='auto',
-           progress=True, model='resnet32', image_size=224, workers=4, la_images='subset', data_dir=None) -> dict:
+           progress=True, model='resnet32', image_size=224, workers=4, la_images='subset', data_dir=None,
+           la_objective='la') -> dict:
     "The cached LA embedding that a run's `la_*` parameters name (LA is trained first if it is not cached)."
-    cfg = la_config(la_epochs, la_k, la_clusters, la_kmeans, model=model, image_size=image_size)
+    cfg = la_config(la_epochs, la_k, la_clusters, la_kmeans, model=model, image_size=image_size, objective=la_objective)
     la_split, images = la_images_split(split, la_images, data_dir)
     return la_embedding(la_split, cfg, la_root, device, progress, workers=workers, images=images)
 
