@@ -59,14 +59,16 @@ def test_h4_pairs_every_la_budget_with_lainit30s_run_from_scratch():
     _, h4 = load_grid(root/'h4.toml')
     _, lainit = load_grid(root/'lainit30.toml')
     key = lambda p: tuple(sorted((k, str(v)) for k, v in asdict(p).items()
-                                 if k not in ('init', 'out_dir', 'la_epochs', 'la_images')))
+                                 if k not in ('init', 'out_dir', 'la_epochs', 'la_images', 'la_objective')))
     scratch = {key(p) for p in lainit if p.init == 'scratch'}
     assert h4 and {p.init for p in h4} == {'ssl'} and {p.method for p in h4} == {'logit_adjust'}
     assert not [p.name for p in h4 if key(p) not in scratch], 'an H4 point without its from-scratch pair'
-    assert ('subset', 200) not in {(p.la_images, p.la_epochs) for p in h4}, "that point is lainit30's: it would train twice"
+    point = lambda p: (p.la_images, p.la_epochs, p.la_objective)
+    assert ('subset', 200, 'la') not in {point(p) for p in h4}, "that point is lainit30's: it would train twice"
     assert {p.la_images for p in h4} >= {'subset', 'subset25', 'subset50', 'balanced'}
-    for pts in ({(p.la_images, p.la_epochs) for p in h4 if p.seed == s} for s in (0, 1, 2)):  # every point at every seed
-        assert pts == {(p.la_images, p.la_epochs) for p in h4 if p.seed == 0}, pts
+    assert {p.la_objective for p in h4} == {'la', 'simclr'}  # SimCLR: the other SSL objective, on the same images
+    for pts in ({point(p) for p in h4 if p.seed == s} for s in (0, 1, 2)):  # every point at every seed
+        assert pts == {point(p) for p in h4 if p.seed == 0}, pts
     assert len({p.run_dir() for p in h4}) == len(h4), 'two LA budgets would share a run folder'
 
 
