@@ -13,7 +13,8 @@ import torch
 
 from .data import DATASETS, IMB_TYPES, DeviceLoader, cifar_lt, make_loaders, max_imb
 from .models import MODELS, create_model
-from .train import METHODS, TrainConfig, create_method, fit, pick_device, resolve_precision, starts_from_ce
+from .train import (METHODS, TrainConfig, create_method, fit, pick_device, resolve_precision, starts_from_ce,
+                            trained_precision)
 from .la import SSL_OBJECTIVES
 from .prior import LA_IMAGES_HELP, load_la_backbone, run_la  # also registers the prior methods
 from .similarity import ORACLES, SOURCES
@@ -415,8 +416,8 @@ def _save_run(run_dir, p, split, method, model, history, logits, y, summ, device
         groups={k: len(v) for k, v in split.groups.items()}, n_train=int(len(split.y_train)), n_test=int(len(y)),
         seeds=dict(seed=p.seed, subset_seed=p.subset_seed),
         budget=dict(epochs=p.epochs, trained_epochs=cfg.epochs, schedule=p.schedule, batch_size=p.batch_size,
-                    device=str(device),
-                    bf16_autocast=amp, channels_last=cl),
+                    device=str(device),  # bf16_autocast: the precision of the last segment and of evaluation;
+                    bf16_autocast=amp, channels_last=cl, trained_precision=trained_precision(history)),  # per epoch
         wall_time_s=timing['epoch_loop_s'], timing=timing, git=git, env=env_info(device),
         finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
     title = (f"{p.name}: top-1 {summ['top1']:.1f} (many {summ['many']:.1f} / medium {summ['medium']:.1f} / "

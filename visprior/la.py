@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from .data import DeviceLoader, LTSplit, _mix
 from .models import create_model
-from .train import TrainConfig, bf16_supported, check_finite_model, lr_factor, pick_device
+from .train import (TrainConfig, bf16_supported, check_finite_model, lr_factor, pick_device, trained_precision,
+                            warn_precision_change)
 from .utils import (atomic_write, env_info, folder_lock, git_info, load_torch, resolve_out_dir, write_csv,
                             write_json)
 from .dist import (all_gather_cat, barrier, broadcast_from_main, gather_by_index, is_dist, is_main, rank,
@@ -298,7 +299,7 @@ def la_train_epoch(tr: LATrainer, epoch: int) -> dict:
     phase = 'SimCLR' if cfg.objective == 'simclr' else 'IR' if epoch < cfg.ir_epochs else 'LA'
     return dict(epoch=epoch + 1, phase=phase, loss=loss,
                 lr=cfg.lr * lr_factor(epoch, cfg.sched()), cluster_time=t_cluster,
-                epoch_time=time.perf_counter() - t0)
+                epoch_time=time.perf_counter() - t0, bf16=bool(tr.amp))
 
 # %% ../nbs/02_la.ipynb #c71f1f60
 @torch.no_grad()
@@ -352,6 +353,7 @@ def load_la_checkpoint(path, tr: LATrainer) -> int:
         raise ValueError(f"LA checkpoint {path} was made with other settings {diff} (saved, asked)")
     tr.model.load_state_dict(state['model']); tr.opt.load_state_dict(state['opt'])
     tr.bank.load_state_dict(state['bank']); tr.history = state['history']
+    warn_precision_change(path, tr.history, tr.amp)  # LA's precision follows the machine: a resume can mix the two
     return state['epoch'] + 1
 
 def fit_la(split: LTSplit, cfg: LAConfig, device='cpu', ckpt_path=None, stop_after=None, progress=True,
@@ -421,7 +423,8 @@ def _save_la(d, tr, emb, git, clock):
         monitor_time_s=float(sum(r.get('monitor_time', 0) for r in tr.history)),
         process_wall_s=time.time() - clock[0], process_cpu_s=time.process_time() - clock[1], resumed=clock[2],  # of the
         # process that finished it; LA folders saved before this called that wall clock process_time_s
-        device=str(tr.device), bf16_autocast=bool(tr.amp),  # the precision LA trained in (of its last segment, if resumed)
+        device=str(tr.device), bf16_autocast=bool(tr.amp),  # the precision of the last segment and of the embedding
+        trained_precision=trained_precision(tr.history),  # per epoch: bf16 / fp32 epochs (both, if resumed elsewhere)
         world_size=world_size(), git=git, env=env_info(tr.device)))
     def save_emb(f):
         with open(f, 'wb') as fh: np.save(fh, emb.numpy().astype(np.float32))

@@ -127,9 +127,13 @@ _MATCH = ('dataset', 'imb', 'imb_type', 'subset_seed', 'seed', 'model', 'epochs'
           'momentum', 'weight_decay', 'warmup_epochs', 'val_per_class', 'init', 'precision')
 
 def used_precision(run_dir) -> str | None:
-    "'bf16' or 'fp32': what a finished run's metrics.json says it trained in (None if unknown)."
-    try: amp = json.loads((Path(run_dir)/'metrics.json').read_text())['budget']['bf16_autocast']
+    """'bf16' or 'fp32': what a finished run's metrics.json says it trained in (None if unknown); 'mixed', which matches
+    no precision asked for, if it was resumed in the other precision and trained epochs in both (`trained_precision`)."""
+    try:
+        b = json.loads((Path(run_dir)/'metrics.json').read_text())['budget']; amp = b['bf16_autocast']
     except (OSError, ValueError, KeyError, TypeError): return None
+    tp = b.get('trained_precision') or {}
+    if tp.get('bf16') and tp.get('fp32'): return 'mixed'
     return 'bf16' if amp else 'fp32'
 
 def precision_matches(saved, asked, run_dir) -> bool:

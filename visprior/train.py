@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #88316d9a
 from __future__ import annotations
-import math, time
+import math, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -19,8 +19,9 @@ from .utils import atomic_write, load_torch
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'METHODS', 'TrainConfig', 'lr_factor', 'Method', 'register_method', 'create_method', 'starts_from_ce',
-           'CE', 'pick_device', 'bf16_supported', 'resolve_precision', 'save_checkpoint', 'load_checkpoint',
-           'make_optimizer', 'train_epoch', 'check_finite', 'check_finite_model', 'val_scores', 'epoch_line', 'fit']
+           'CE', 'pick_device', 'bf16_supported', 'resolve_precision', 'trained_precision', 'warn_precision_change',
+           'save_checkpoint', 'load_checkpoint', 'make_optimizer', 'train_epoch', 'check_finite', 'check_finite_model',
+           'val_scores', 'epoch_line', 'fit']
 
 # %% ../nbs/05_train.ipynb #e7d35e36
 SCHEDULES = ('step', 'cosine')
@@ -121,6 +122,23 @@ def resolve_precision(cfg: TrainConfig, device) -> tuple[bool, bool]:
     amp = bf16_supported(device) if cfg.amp is None else bool(cfg.amp)
     return amp, True if cfg.channels_last is None else bool(cfg.channels_last)
 
+def trained_precision(history) -> dict:
+    """How many of `history`'s epochs trained in bf16 autocast and how many in fp32, from each row's `bf16` flag. A run
+    resumed on another machine can mix the two ('auto' picks per machine); 'unrecorded' counts rows saved before the flag."""
+    flags = [r.get('bf16') for r in history if r.get('epoch', 0) > 0]  # epoch 0: an evaluate-only row, nothing trained
+    return dict(bf16=sum(f is True for f in flags), fp32=sum(f is False for f in flags),
+                unrecorded=sum(f is None for f in flags))
+
+def warn_precision_change(path, history, amp):
+    "Warn when a checkpoint whose epochs trained in one precision resumes in the other: the run will mix precisions."
+    was = {bool(r['bf16']) for r in history if r.get('bf16') is not None}
+    if was and was != {bool(amp)}:
+        name = lambda b: 'bf16 autocast' if b else 'fp32'
+        warnings.warn(f"{path} resumes in {name(amp)}, but its epochs so far trained in {' and '.join(map(name, sorted(was)))}: "
+                      "the finished run will mix precisions (each history row's `bf16` and the metrics' trained_precision "
+                      "record it). To keep one precision, resume on a machine with the same bf16 support, or pin it "
+                      "(precision='fp32') before the first epoch", stacklevel=2)
+
 # %% ../nbs/05_train.ipynb #e9df9e9a
 def save_checkpoint(path, model, opt, epoch, history, cfg):
     "Atomically save everything needed to resume after `epoch`."
@@ -206,7 +224,8 @@ def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_pa
     method.setup(model)
     opt = make_optimizer(method.parameters(model), cfg)
     start, history = 0, []
-    if ckpt_path and Path(ckpt_path).exists(): start, history = load_checkpoint(ckpt_path, model, opt, cfg)
+    if ckpt_path and Path(ckpt_path).exists():
+        start, history = load_checkpoint(ckpt_path, model, opt, cfg); warn_precision_change(ckpt_path, history, amp)
     net = model
     if is_dist():  # PyTorch's DDP: gradients are averaged over ranks; it also broadcasts rank 0's weights
         from torch.nn.parallel import DistributedDataParallel
@@ -231,7 +250,7 @@ def fit(model, method, train_dl, test_dl, cfg: TrainConfig, groups=None, ckpt_pa
         train_dl.set_epoch(epoch); method.on_epoch_start(epoch, cfg)
         loss, acc = train_epoch(model, method, train_dl, opt, cfg, epoch, amp, net)
         row = dict(epoch=epoch + 1, lr=cfg.lr * lr_factor(epoch, cfg), train_loss=loss, train_acc=acc,
-                   train_time=time.perf_counter() - t0)
+                   train_time=time.perf_counter() - t0, bf16=bool(amp))
         if not math.isfinite(loss): raise FloatingPointError(f"training loss became {loss} at epoch {epoch + 1} (the "
                                                              "run diverged; it is not marked finished). Lower lr")
         check_finite_model(model, epoch + 1)  # before the checkpoint: the folder keeps its last good epoch
